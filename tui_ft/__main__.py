@@ -1,0 +1,3 @@
+from tui_ft.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The training engine: model loading, adapters, methods, callbacks, runner. Imports torch lazily."""

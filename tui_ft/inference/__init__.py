@@ -1,0 +1,1 @@
+"""Generation from any model reference: base, adapter, checkpoint."""

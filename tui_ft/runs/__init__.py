@@ -1,0 +1,1 @@
+"""Run directories: status, events, checkpoints; launching and stopping runners."""
