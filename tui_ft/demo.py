@@ -1,0 +1,252 @@
+"""Build the demo: a tiny Llama-style model made locally, and the sample datasets, in the workspace.
+
+Nothing is downloaded. The tokenizer is a byte-level BPE trained on text shipped in `tui_ft/samples/`;
+the model is randomly initialised from a fixed seed, so it starts knowing nothing and a few dozen
+training steps on the sample data visibly teach it. Building takes seconds and happens once: a
+second call only checks that the files are there (without importing torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui_ft.workspace import Workspace
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+DEMO_MODEL = "demo-tiny"
+
+SAMPLES_DIR = Path(__file__).resolve().with_name("samples")
+
+SAMPLE_FILES: dict[str, str] = {
+    "chat": "chat.jsonl",
+    "prompt_completion": "prompt_completion.jsonl",
+    "preferences": "preferences.jsonl",
+    "kto": "kto.jsonl",
+    "prompts": "prompts.jsonl",
+    "classification": "classification.jsonl",
+    "ranking": "ranking.jsonl",
+    "text": "text.jsonl",
+}
+
+# Text the tokenizer learns from besides the sample datasets.
+CORPUS_FILE = "corpus.txt"
+
+PAD_TOKEN = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+
+# ChatML. Each assistant turn's content and its closing <|im_end|> sit inside {% generation %}, so
+# `return_assistant_tokens_mask=True` marks exactly the tokens an assistant-only loss trains on,
+# including the end-of-turn token the model must learn to emit. The newline after it stays outside.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- set content = message['content'] if message['content'] is string else '' -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' -}}"
+    "{%- generation -%}{{- content + '<|im_end|>' -}}{%- endgeneration -%}"
+    "{{- '\\n' -}}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+# Bump when the model, tokenizer or template recipe changes: an older build is then rebuilt.
+DEMO_VERSION = 1
+STAMP_FILE = "tui_ft_demo.json"
+
+_VOCAB_SIZE = 3072
+_SEED = 0
+_MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    STAMP_FILE,
+)
+
+
+@dataclass(frozen=True)
+class DemoBuild:
+    """What `build_demo` left in the workspace."""
+
+    model_dir: Path
+    datasets: dict[str, Path]
+    built: bool  # False when everything was already there
+
+
+def build_demo(ws: Workspace, *, force: bool = False) -> DemoBuild:
+    """Make the demo model and copy the sample datasets into `ws`, unless they are already there.
+
+    With `force`, rebuild the model and overwrite the datasets. The model is written to a temporary
+    folder and renamed into place, so an interrupted build never leaves a half model behind.
+    """
+    model_dir = ws.models / DEMO_MODEL
+    datasets = {name: ws.data / file_name for name, file_name in SAMPLE_FILES.items()}
+    model_missing = force or not _model_is_complete(model_dir)
+    data_missing = [name for name, path in datasets.items() if force or not path.is_file()]
+    if not model_missing and not data_missing:
+        return DemoBuild(model_dir=model_dir, datasets=datasets, built=False)
+
+    ws.ensure()
+    for name in data_missing:
+        _copy_atomically(SAMPLES_DIR / SAMPLE_FILES[name], datasets[name])
+    if model_missing:
+        _build_model_dir(model_dir)
+    return DemoBuild(model_dir=model_dir, datasets=datasets, built=True)
+
+
+def _model_is_complete(model_dir: Path) -> bool:
+    if not all((model_dir / name).is_file() for name in _MODEL_FILES):
+        return False
+    try:
+        stamp = json.loads((model_dir / STAMP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(stamp, dict) and stamp.get("version") == DEMO_VERSION
+
+
+def _copy_atomically(source: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+
+
+def _build_model_dir(model_dir: Path) -> None:
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.building-", dir=model_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is ordinary workspace data
+    try:
+        tokenizer = train_tokenizer()
+        model = make_model(tokenizer)
+        tokenizer.save_pretrained(tmp)
+        _save_quietly(model, tmp)
+        # The stamp is written last: the build is complete only with it.
+        stamp = {"name": DEMO_MODEL, "version": DEMO_VERSION}
+        (tmp / STAMP_FILE).write_text(json.dumps(stamp) + "\n", encoding="utf-8")
+        _move_into_place(tmp, model_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_quietly(model: PreTrainedModel, directory: Path) -> None:
+    """`save_pretrained` without its progress bar, which would land in the terminal or the UI's log."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        model.save_pretrained(directory)
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
+def _move_into_place(tmp: Path, model_dir: Path) -> None:
+    old = None
+    if model_dir.exists():
+        # Renaming a folder onto an empty one replaces it, so a fresh unique name is safe to move to.
+        old = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.old-", dir=model_dir.parent))
+        os.rename(model_dir, old)
+    try:
+        os.rename(tmp, model_dir)
+    except OSError:
+        # Another process finished its build first; its model is as good as ours.
+        if not _model_is_complete(model_dir):
+            raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _training_texts() -> Iterator[str]:
+    """The corpus lines, then every string in the sample datasets."""
+    with (SAMPLES_DIR / CORPUS_FILE).open(encoding="utf-8") as f:
+        yield from f
+    for file_name in SAMPLE_FILES.values():
+        with (SAMPLES_DIR / file_name).open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield from _strings_in(json.loads(line))
+
+
+def _strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings_in(item)
+
+
+def train_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on the shipped text, with ChatML special tokens and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    # Untrimmed offsets keep every character owned by a token, which the assistant mask relies on.
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=_VOCAB_SIZE,
+        min_frequency=2,
+        special_tokens=[PAD_TOKEN, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_training_texts(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=None,
+        unk_token=None,
+        eos_token=IM_END,
+        pad_token=PAD_TOKEN,
+        padding_side="right",
+        model_max_length=1024,
+        clean_up_tokenization_spaces=False,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def make_model(tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    """A tiny float32 Llama, initialised from a fixed seed, with eos and pad ids from `tokenizer`."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+    pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+    # Seed a forked generator so the caller's random state is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        model = LlamaForCausalLM(config).to(torch.float32)
+    model.config.dtype = torch.float32
+    model.generation_config = GenerationConfig(bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
+    return model

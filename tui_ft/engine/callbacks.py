@@ -1,0 +1,149 @@
+"""Trainer callbacks: record every logged metric as an event, keep status.json current, honour stops."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from tui_ft.runs.rundir import EventWriter, RunDir, Status
+
+
+class StopRequest:
+    """Set by SIGTERM/SIGINT or a stop-request file; the trainer checks it after every optimizer step.
+
+    The first request asks for a graceful stop (checkpoint, then `stopped`); a second one, or a request
+    file that says "now", ends the process at once.
+    """
+
+    def __init__(self, run: RunDir | None = None):
+        self.run = run
+        self.graceful = threading.Event()
+        self.now = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        if self.graceful.is_set():
+            self.now = True
+            raise KeyboardInterrupt
+        self.graceful.set()
+
+    def requested(self) -> bool:
+        if not self.graceful.is_set() and self.run is not None and self.run.stop_file.exists():
+            try:
+                self.now = self.run.stop_file.read_text().strip() == "now"
+            except OSError:
+                pass
+            self.graceful.set()
+        if self.now:
+            raise KeyboardInterrupt
+        return self.graceful.is_set()
+
+
+def _clean(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else value
+    return value
+
+
+class RunRecorder(TrainerCallback):
+    """Writes events.jsonl and status.json for one run (rank 0 only)."""
+
+    STATUS_INTERVAL = 1.0  # seconds between status.json rewrites on plain steps
+
+    def __init__(self, run: RunDir, status: Status, events: EventWriter | None, stop: StopRequest):
+        self.run = run
+        self.status = status
+        self.events = events
+        self.stop = stop
+        self._last_status = 0.0
+        self._last_tokens: tuple[float, float] | None = None  # (time, num_tokens)
+        self._train_start = time.time()
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _emit(self, kind: str, **fields: Any) -> None:
+        if self.events is not None:
+            self.events.write(kind, **fields)
+
+    def _save_status(self, force: bool = False) -> None:
+        if self.events is None:
+            return
+        now = time.time()
+        if force or now - self._last_status >= self.STATUS_INTERVAL:
+            self.run.write_status(self.status)
+            self._last_status = now
+
+    # -- trainer hooks ----------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self._train_start = time.time()
+        self._last_tokens = (self._train_start, float(state.num_input_tokens_seen or 0))
+        self.status.state = "running"
+        self.status.max_steps = state.max_steps
+        self.status.step = state.global_step
+        self.status.started = self.status.started or self._train_start
+        self._save_status(force=True)
+        self._emit(
+            "start",
+            step=state.global_step,
+            max_steps=state.max_steps,
+            num_train_epochs=args.num_train_epochs,
+            world_size=args.world_size,
+        )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.requested():
+            control.should_save = True
+            control.should_training_stop = True
+        if state.is_world_process_zero:
+            self.status.step = state.global_step
+            self.status.epoch = state.epoch
+            self._save_status()
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        metrics = {k: _clean(v) for k, v in logs.items()}
+        step = state.global_step
+        if "train_runtime" in metrics:
+            self._emit("summary", step=step, **metrics)
+            return
+        if any(k.startswith("eval_") for k in metrics):
+            loss = metrics.get("eval_loss")
+            if isinstance(loss, (int, float)):
+                metrics["eval_perplexity"] = math.exp(min(loss, 50.0))
+                self.status.eval_loss = loss
+            self._emit("eval", step=step, **metrics)
+        else:
+            now = time.time()
+            tokens = metrics.get("num_tokens")
+            if isinstance(tokens, (int, float)) and self._last_tokens is not None:
+                t0, n0 = self._last_tokens
+                if now > t0 and tokens >= n0:
+                    metrics["tokens_per_s"] = round((tokens - n0) / (now - t0), 1)
+                self._last_tokens = (now, float(tokens))
+            if isinstance(metrics.get("loss"), (int, float)):
+                self.status.loss = metrics["loss"]
+            self._emit("train", step=step, **metrics)
+        self.status.step = step
+        self.status.epoch = state.epoch
+        self._save_status(force=True)
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        path = f"{args.output_dir}/checkpoint-{state.global_step}"
+        self.status.last_checkpoint = path
+        self._emit("checkpoint", step=state.global_step, path=path)
+        self._save_status(force=True)

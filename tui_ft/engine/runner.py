@@ -1,0 +1,221 @@
+"""The runner: trains one run directory's recipe and records everything in it.
+
+Started as `python -m tui_ft.engine.runner RUN_DIR [--resume]` (detached or not, or under
+`accelerate launch`), or called in-process with `execute()`. Exit status: 0 completed or stopped,
+1 the training failed, 2 bad input (recipe or data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from tui_ft.engine.stack import quiet_library_noise
+from tui_ft.errors import UserError, WorkFailed
+from tui_ft.recipe import validate_recipe
+from tui_ft.runs.prepare import read_run_recipe
+from tui_ft.runs.rundir import EventWriter, RunDir, Status
+from tui_ft.workspace import Workspace
+
+
+def _rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWriter | None, stop) -> Any:
+    """Load data, tokenizer and model for the run's recipe and return its TRL trainer."""
+    from transformers import set_seed
+
+    from tui_ft.data.loading import load_for_training
+    from tui_ft.engine.callbacks import RunRecorder
+    from tui_ft.engine.hardware import detect_hardware, precision_args
+    from tui_ft.engine.methods import TrainInputs, get_method
+    from tui_ft.engine.models import apply_adapter, count_parameters, load_model, load_tokenizer
+    from tui_ft.modelref import resolve_model
+
+    loaded = validate_recipe(read_run_recipe(run), source=run.recipe_file, cache_dir=ws.cache)
+    recipe = loaded.recipe
+    method = get_method(recipe.method)
+    training = dict(recipe.training)
+    seed = int(training.get("seed", 42))
+    hw = detect_hardware()
+    status.device = hw.device if hw.device != "cuda" else f"cuda x{hw.device_count} ({hw.name})"
+
+    def note(message: str, **fields: Any) -> None:
+        print(f"tui-ft: {message}", flush=True)
+        if events is not None:
+            events.write("message", step=status.step, text=message, **fields)
+
+    train = load_for_training(recipe.data.train, method=recipe.method, ranking_mode=recipe.data.ranking_pairs)
+    note(f"data: {train.rows} rows of {train.format.value} from {train.source}")
+    train_ds, eval_ds = train.dataset, None
+    if recipe.data.eval:
+        evald = load_for_training(
+            recipe.data.eval, method=recipe.method, ranking_mode=recipe.data.ranking_pairs
+        )
+        eval_ds = evald.dataset
+    elif recipe.data.eval_split > 0:
+        split = train_ds.train_test_split(test_size=recipe.data.eval_split, seed=seed)
+        train_ds, eval_ds = split["train"], split["test"]
+    if eval_ds is not None:
+        note(f"evaluation: {len(eval_ds)} rows")
+
+    model_ref = resolve_model(recipe.model.name, ws, field="model.name")
+    tokenizer = load_tokenizer(model_ref, recipe.model)
+    activation_ckpt = bool(
+        training.pop("activation_checkpointing", training.pop("gradient_checkpointing", False))
+    )
+    set_seed(seed)
+    model = load_model(model_ref, recipe.model, hw, recipe.adapter.type, task=method.task)
+    model = apply_adapter(
+        model,
+        recipe.adapter,
+        quantized=recipe.model.quantization != "none",
+        activation_checkpointing=activation_ckpt,
+    )
+    trainable, total = count_parameters(model)
+    note(
+        f"model: {model_ref.path} ({total / 1e6:.2f}M parameters, {trainable / 1e6:.3f}M trainable, "
+        f"{recipe.adapter.type}{', ' + recipe.model.quantization if recipe.model.quantization != 'none' else ''})",
+        trainable_params=trainable,
+        total_params=total,
+    )
+
+    config: dict[str, Any] = {
+        "output_dir": str(run.checkpoints),
+        "report_to": "none",
+        "disable_tqdm": True,
+        "activation_checkpointing": activation_ckpt,
+        "max_length": recipe.data.max_length,
+        **precision_args(hw, training),
+    }
+    if recipe.method == "sft":
+        config["packing"] = recipe.data.packing
+        loss_keys, which = method.config_keys(recipe, train.format.value, tokenizer)
+        config.update(loss_keys)
+        note(f"loss on {which}")
+    if eval_ds is not None and "eval_strategy" not in training:
+        max_steps = training.get("max_steps", -1)
+        if isinstance(max_steps, int) and max_steps > 0:
+            config["eval_strategy"] = "steps"
+            config["eval_steps"] = max(1, max_steps // 4)
+        else:
+            config["eval_strategy"] = "epoch"
+    config.update(training)
+    recorder = RunRecorder(run, status, events, stop)
+    inputs = TrainInputs(
+        recipe=recipe,
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_format=train.format.value,
+        config=config,
+        callbacks=[recorder],
+    )
+    return method.build(inputs), tokenizer, model_ref
+
+
+def _write_final(trainer, tokenizer, run: RunDir, status: Status, model_ref) -> None:
+    trainer.save_model(str(run.final))
+    if _rank_zero():
+        tokenizer.save_pretrained(str(run.final))
+        meta = {
+            "run": run.id,
+            "method": status.method,
+            "adapter": status.adapter,
+            "base_model": model_ref.base if model_ref.adapter else model_ref.path,
+            "model_ref": model_ref.ref,
+            "step": status.step,
+        }
+        (run.final / "tui-ft.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = False) -> int:
+    """Train the run in `run_dir`; returns the exit status. Never raises for a training failure."""
+    from tui_ft.engine.callbacks import StopRequest
+
+    quiet_library_noise()
+    run = RunDir(run_dir)
+    ws = Workspace(run.path.parent.parent)
+    rank0 = _rank_zero()
+    status = run.read_status() or Status(id=run.id, name=run.id, method="?")
+    stop = StopRequest(run)
+    if install_signals:
+        stop.install()
+    events = EventWriter(run.events_file) if rank0 else None
+    if rank0:
+        status.state, status.pid, status.error = "starting", os.getpid(), None
+        status.started = status.started or time.time()
+        status.ended = None
+        status.world_size = _world_size()
+        run.write_status(status)
+        events.write("state", step=status.step, state="starting", pid=os.getpid(), resume=resume)
+
+    def finish(state: str, code: int, error: dict | None = None) -> int:
+        if rank0:
+            status.state, status.error, status.ended = state, error, time.time()
+            run.write_status(status)
+            events.write("state", step=status.step, state=state, **({"error": error} if error else {}))
+            events.close()
+        return code
+
+    try:
+        trainer, tokenizer, model_ref = build_trainer(run, ws, status, events, stop)
+        checkpoint = None
+        if resume:
+            from tui_ft.modelref import checkpoint_dirs
+
+            done = [p for p in checkpoint_dirs(run.path) if (p / "trainer_state.json").exists()]
+            checkpoint = str(done[-1]) if done else None
+        trainer.train(resume_from_checkpoint=checkpoint)
+        if stop.graceful.is_set():
+            return finish("stopped", 0)
+        if trainer.eval_dataset is not None and status.step and _last_eval_step(run) != status.step:
+            trainer.evaluate()
+        _write_final(trainer, tokenizer, run, status, model_ref)
+        return finish("completed", 0)
+    except UserError as exc:
+        print(f"tui-ft: {exc}", file=sys.stderr, flush=True)
+        return finish(
+            "failed", 2, {"kind": "bad_input", "message": str(exc).split("\n")[0], "hint": exc.hint}
+        )
+    except KeyboardInterrupt:
+        return finish("stopped", 0, None)
+    except BaseException as exc:  # noqa: BLE001 - translated at the boundary; traceback kept in the log
+        traceback.print_exc(file=sys.stderr)
+        from tui_ft.engine.errors import translate_exception
+
+        failure: WorkFailed = translate_exception(exc)
+        print(f"tui-ft: {failure}", file=sys.stderr, flush=True)
+        return finish("failed", 1, {"kind": failure.kind, "message": failure.message, "hint": failure.hint})
+
+
+def _last_eval_step(run: RunDir) -> int | None:
+    from tui_ft.runs.rundir import read_events
+
+    events, _ = read_events(run.events_file)
+    steps = [e.get("step") for e in events if e.get("type") == "eval"]
+    return steps[-1] if steps else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tui_ft.engine.runner")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    return execute(args.run_dir, resume=args.resume, install_signals=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

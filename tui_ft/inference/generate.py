@@ -1,0 +1,139 @@
+"""Generation from any model reference (workspace model, directory, run, checkpoint, hub id),
+through the model's chat template, streamed piece by piece."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tui_ft.modelref import ModelRef, resolve_model
+from tui_ft.workspace import Workspace
+
+
+@dataclass
+class LoadedModel:
+    ref: ModelRef
+    model: Any
+    tokenizer: Any
+    device: str
+
+
+@dataclass
+class Generation:
+    text: str
+    new_tokens: int
+    seconds: float
+    prompt_tokens: int
+
+
+def load_for_generation(ref: str, ws: Workspace) -> LoadedModel:
+    """Load a model (an adapter on its base, kept as a PeftModel) ready for `generate`."""
+    from tui_ft.engine.stack import quiet_library_noise
+
+    quiet_library_noise()
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tui_ft.engine.hardware import detect_hardware, weights_dtype
+    from tui_ft.engine.models import load_tokenizer
+
+    resolved = resolve_model(ref, ws)
+    hw = detect_hardware()
+    dtype = weights_dtype("auto", hw, "lora")
+    tokenizer = load_tokenizer(resolved)
+    source = resolved.base if resolved.adapter else resolved.path
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    if resolved.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, resolved.path)
+    device = "cuda" if hw.device == "cuda" else "cpu"
+    model.to(device)
+    model.eval()
+    torch.set_grad_enabled(False)
+    return LoadedModel(resolved, model, tokenizer, device)
+
+
+def encode_prompt(tokenizer, prompt: str, system: str | None = None, history: list[dict] | None = None):
+    """Token ids for a user turn through the chat template (plain text when there is no template)."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.extend(history or [])
+        messages.append({"role": "user", "content": prompt})
+        encoded = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+        )
+        return encoded["input_ids"], encoded.get("attention_mask")
+    encoded = tokenizer(prompt, return_tensors="pt")
+    return encoded["input_ids"], encoded.get("attention_mask")
+
+
+def stream(
+    loaded: LoadedModel,
+    prompt: str,
+    *,
+    system: str | None = None,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = 0,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[str]:
+    """Yield the reply's text piece by piece as it is generated."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    tok = loaded.tokenizer
+    input_ids, attention_mask = encode_prompt(tok, prompt, system)
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002
+            return bool(stop and stop())
+
+    kwargs: dict[str, Any] = {
+        "input_ids": input_ids.to(loaded.device),
+        "max_new_tokens": max_new_tokens,
+        "streamer": streamer,
+        "pad_token_id": tok.pad_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "stopping_criteria": StoppingCriteriaList([_Stop()]),
+    }
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask.to(loaded.device)
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.no_grad():
+                loaded.model.generate(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def generate(loaded: LoadedModel, prompt: str, **kwargs: Any) -> Generation:
+    start = time.perf_counter()
+    pieces = list(stream(loaded, prompt, **kwargs))
+    text = "".join(pieces)
+    ids, _ = encode_prompt(loaded.tokenizer, prompt, kwargs.get("system"))
+    new_tokens = len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+    return Generation(text, new_tokens, time.perf_counter() - start, int(ids.shape[-1]))

@@ -1,0 +1,122 @@
+"""Model references, resolved the same way everywhere a model is asked for.
+
+A reference is one of: a workspace model name (`demo-tiny`), a local directory, a run id (its `final/`),
+`RUN:checkpoint-N` (or `RUN:N`, or `RUN:last`), or a hub id. Resolution reads only small files, so it
+is cheap enough for the UI.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tui_ft.errors import NotFoundError
+from tui_ft.workspace import Workspace
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    ref: str
+    kind: str  # "workspace" | "directory" | "run" | "checkpoint" | "hub"
+    path: str  # what from_pretrained is given: a directory or a hub id
+    adapter: bool = False  # the path holds a peft adapter, not a full model
+    base: str | None = None  # for an adapter: the base model it was trained on
+    run_id: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.kind != "hub"
+
+
+def _describe_dir(ref: str, kind: str, path: Path, run_id: str | None = None) -> ModelRef:
+    adapter_cfg = path / "adapter_config.json"
+    if adapter_cfg.exists():
+        try:
+            base = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
+        except (OSError, ValueError):
+            base = None
+        return ModelRef(ref, kind, str(path), adapter=True, base=base, run_id=run_id)
+    return ModelRef(ref, kind, str(path), run_id=run_id)
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").exists() or (path / "adapter_config.json").exists()
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """A run's checkpoint directories, oldest first (by step)."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if m and child.is_dir():
+            found.append((int(m.group(1)), child))
+    return [p for _, p in sorted(found)]
+
+
+def known_names(ws: Workspace) -> list[str]:
+    names = []
+    for folder in (ws.models, ws.runs):
+        if folder.is_dir():
+            names.extend(p.name for p in folder.iterdir() if p.is_dir())
+    return sorted(names)
+
+
+def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> ModelRef:
+    """Resolve `ref` to something `from_pretrained` can load; NotFoundError (exit 2) with near names."""
+    ref = ref.strip()
+    if not ref:
+        raise NotFoundError("no model given", field=field)
+    run_part, sep, ckpt = ref.partition(":")
+    if sep and (ws.runs / run_part).is_dir():
+        run_dir = ws.runs / run_part
+        ckpts = checkpoint_dirs(run_dir)
+        if ckpt == "last" and ckpts:
+            target = ckpts[-1]
+        else:
+            number = ckpt.removeprefix("checkpoint-")
+            target = run_dir / "checkpoints" / f"checkpoint-{number}"
+        if not _is_model_dir(target):
+            have = ", ".join(p.name for p in ckpts) or "none yet"
+            raise NotFoundError(
+                f"run {run_part} has no checkpoint {ckpt!r} (checkpoints: {have})", field=field
+            )
+        return _describe_dir(ref, "checkpoint", target, run_id=run_part)
+    if (ws.runs / ref).is_dir():
+        final = ws.runs / ref / "final"
+        if not _is_model_dir(final):
+            raise NotFoundError(
+                f"run {ref} has no final model yet",
+                field=field,
+                hint=f"use a checkpoint, e.g. {ref}:last, or wait for the run to finish",
+            )
+        return _describe_dir(ref, "run", final, run_id=ref)
+    if (ws.models / ref).is_dir() and _is_model_dir(ws.models / ref):
+        return _describe_dir(ref, "workspace", ws.models / ref)
+    local = Path(ref).expanduser()
+    if local.is_dir():
+        if not _is_model_dir(local):
+            raise NotFoundError(
+                f"{ref} is a directory but holds no model (no config.json or adapter_config.json)",
+                field=field,
+            )
+        return _describe_dir(ref, "directory", local.resolve())
+    looks_local = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or local.suffix in (".json", ".yaml")
+    near = difflib.get_close_matches(ref, known_names(ws), n=3, cutoff=0.75)
+    if looks_local or (near and "/" not in ref):
+        hint = (
+            f"did you mean {', '.join(near)}?"
+            if near
+            else "give a workspace model, a directory, a run id or a hub id"
+        )
+        raise NotFoundError(f"no model {ref!r} here", field=field, hint=hint)
+    if not _HUB_ID.match(ref):
+        raise NotFoundError(f"{ref!r} is neither a local model nor a hub id", field=field)
+    return ModelRef(ref, "hub", ref)

@@ -1,0 +1,40 @@
+"""Starting a runner process for a run directory. The launcher never imports the engine: it starts
+`python -m tui_ft.engine.runner` and talks to it through the run directory and signals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tui_ft.runs.rundir import RunDir
+
+
+def runner_command(run: RunDir, *, resume: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "tui_ft.engine.runner", str(run.path)]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def spawn_runner(run: RunDir, *, detach: bool, resume: bool = False) -> subprocess.Popen:
+    """Start the runner with its output going to the run's output.log.
+
+    Detached: its own session (setsid), stdin closed, so closing the terminal or SIGHUP to the shell
+    leaves it running. Attached: the same process group as the caller, so Ctrl-C reaches it as a stop.
+    """
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    log = open(run.log_file, "ab")  # noqa: SIM115 - handed to the child; closed below in the parent
+    try:
+        return subprocess.Popen(
+            runner_command(run, resume=resume),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
+            env=env,
+            close_fds=True,
+        )
+    finally:
+        log.close()

@@ -1,0 +1,94 @@
+"""Turning a validated recipe into a run directory, before any model is loaded (cheap: no torch).
+
+Everything that can be checked without the training stack is checked here, so bad input fails with
+exit status 2 at once instead of after a model load.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from tui_ft.errors import NotFoundError
+from tui_ft.modelref import resolve_model
+from tui_ft.recipe import LoadedRecipe, Recipe, dump_recipe
+from tui_ft.runs.rundir import RunDir, Status, new_run_id
+from tui_ft.workspace import Workspace
+
+_HUB_DATASET = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def resolve_data_path(
+    ref: str, *, field: str, base_dir: Path | None, ws: Workspace, loaded: LoadedRecipe
+) -> str:
+    """A data reference as an absolute path (looked up next to the recipe, in the workspace's data/,
+    then the current directory), or a hub id left as it is."""
+    path = Path(ref).expanduser()
+    if path.is_absolute():
+        if path.exists():
+            return str(path)
+        raise loaded.error(tuple(field.split(".")), f"no such file: {ref}")
+    candidates = [d / path for d in (base_dir, ws.data, Path.cwd()) if d is not None]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate.resolve())
+    if _HUB_DATASET.match(ref) and not path.suffix:
+        return ref
+    looked = ", ".join(str(c.parent) for c in candidates)
+    raise loaded.error(tuple(field.split(".")), f"no such file: {ref}", hint=f"looked in {looked}")
+
+
+def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
+    """A copy of the recipe with data paths made absolute; checks model and data references exist."""
+    recipe = loaded.recipe.model_copy(deep=True)
+    try:
+        resolve_model(recipe.model.name, ws)
+    except NotFoundError as exc:
+        raise loaded.error(("model", "name"), exc.message, exc.hint) from None
+    data = recipe.data
+    data.train = resolve_data_path(
+        data.train, field="data.train", base_dir=loaded.base_dir, ws=ws, loaded=loaded
+    )
+    if data.eval:
+        data.eval = resolve_data_path(
+            data.eval, field="data.eval", base_dir=loaded.base_dir, ws=ws, loaded=loaded
+        )
+    has_eval = bool(data.eval) or data.eval_split > 0
+    strategy = str(recipe.training.get("eval_strategy", "no"))
+    if strategy != "no" and not has_eval:
+        raise loaded.error(
+            ("training", "eval_strategy"),
+            f"{strategy} evaluation needs evaluation data",
+            hint="set data.eval to a file or data.eval_split to a fraction such as 0.1",
+        )
+    return recipe
+
+
+def create_run(loaded: LoadedRecipe, ws: Workspace, *, state: str = "starting") -> RunDir:
+    """Create runs/<id>/ with the resolved recipe and an initial status; returns it."""
+    ws.ensure()
+    recipe = resolve_recipe(loaded, ws)
+    name = recipe.name or recipe.method
+    run_id = new_run_id(name, ws.runs)
+    run = RunDir(ws.runs / run_id)
+    run.path.mkdir(parents=True)
+    run.recipe_file.write_text(dump_recipe(recipe))
+    max_steps = recipe.training.get("max_steps")
+    status = Status(
+        id=run_id,
+        name=name,
+        method=recipe.method,
+        state=state,
+        max_steps=max_steps if isinstance(max_steps, int) and max_steps > 0 else None,
+        output_dir=str(run.final),
+        model=recipe.model.name,
+        adapter=recipe.adapter.type,
+    )
+    run.write_status(status)
+    return run
+
+
+def read_run_recipe(run: RunDir) -> dict:
+    return yaml.safe_load(run.recipe_file.read_text())

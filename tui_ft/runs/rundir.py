@@ -1,0 +1,157 @@
+"""The run directory: the contract between the runner (writer) and every reader (CLI, UI).
+
+runs/<id>/recipe.yaml      the resolved recipe, as run
+runs/<id>/status.json      one JSON object, replaced atomically (tmp + rename) on every change
+runs/<id>/events.jsonl     one JSON object per line, appended and flushed per event (docs/events.md)
+runs/<id>/output.log       the runner's stdout/stderr, tracebacks included
+runs/<id>/checkpoints/     checkpoint-N folders written by the trainer
+runs/<id>/final/           the trained model or adapter, loadable with from_pretrained
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+STATES = ("queued", "starting", "running", "stopping", "stopped", "completed", "failed", "crashed")
+FINAL_STATES = ("stopped", "completed", "failed", "crashed")
+
+
+@dataclass
+class Status:
+    id: str
+    name: str
+    method: str
+    state: str = "starting"
+    pid: int | None = None
+    step: int = 0
+    max_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    eval_loss: float | None = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    updated: float = field(default_factory=time.time)
+    ended: float | None = None
+    error: dict[str, Any] | None = None  # {"kind", "message", "hint"}
+    last_checkpoint: str | None = None
+    output_dir: str | None = None
+    world_size: int = 1
+    device: str | None = None
+    model: str | None = None
+    adapter: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Status:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def new_run_id(name: str, runs_root: Path, now: datetime | None = None) -> str:
+    """`20261122-014512-sft-lora`: sorts by time; a suffix keeps ids unique within a second."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "run"
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    candidate = f"{stamp}-{slug}"
+    n = 2
+    while (runs_root / candidate).exists():
+        candidate = f"{stamp}-{slug}-{n}"
+        n += 1
+    return candidate
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)  # readers see the old file or the new one, never a half-written one
+
+
+class RunDir:
+    """Paths and small reads/writes of one run directory."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    recipe_file = property(lambda self: self.path / "recipe.yaml")
+    status_file = property(lambda self: self.path / "status.json")
+    events_file = property(lambda self: self.path / "events.jsonl")
+    log_file = property(lambda self: self.path / "output.log")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    final = property(lambda self: self.path / "final")
+    stop_file = property(lambda self: self.path / "stop-request")
+
+    def read_status(self) -> Status | None:
+        try:
+            return Status.from_dict(json.loads(self.status_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write_status(self, status: Status) -> None:
+        status.updated = time.time()
+        write_json_atomic(self.status_file, asdict(status))
+
+
+class EventWriter:
+    """Appends events to events.jsonl, one flushed line each."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run's life
+
+    def write(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"t": round(time.time(), 3), "type": kind, **fields}
+        self._fh.write(json.dumps(event, default=_json_default, allow_nan=True) + "\n")
+        self._fh.flush()
+        return event
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Events from byte `offset` on, and the offset to continue from.
+
+    Only complete lines are read: a torn last line (a writer mid-write, or killed) is left for the next
+    call, so tailing never loses or mangles an event. A complete line that is not JSON is skipped.
+    """
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    end = chunk.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    events = []
+    for raw in chunk[: end + 1].splitlines():
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events, offset + end + 1

@@ -1,0 +1,229 @@
+"""The `training:` keys a method accepts: the fields of its TRL config class, as a plain table.
+
+Reading the table means importing trl (and with it transformers and torch, several seconds), so it is
+computed once per installed trl/transformers pair and cached as JSON in the workspace. The UI and the
+recipe checks read the cache; only the first call on a new install pays for the import.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# method -> (module, class) of its TRL configuration class
+CONFIG_CLASSES: dict[str, tuple[str, str]] = {
+    "sft": ("trl", "SFTConfig"),
+    "dpo": ("trl", "DPOConfig"),
+    "kto": ("trl", "KTOConfig"),
+    "reward": ("trl", "RewardConfig"),
+    "grpo": ("trl", "GRPOConfig"),
+    "rloo": ("trl", "RLOOConfig"),
+    "orpo": ("trl.experimental.orpo", "ORPOConfig"),
+}
+
+# Kinds a value may take; a field allows one or more.
+KINDS = ("bool", "int", "float", "str", "dict", "list", "null")
+
+
+@dataclass(frozen=True)
+class TrainingField:
+    name: str
+    kinds: tuple[str, ...]
+    choices: tuple[str, ...] | None
+    default: Any
+    help: str
+
+    def describe_type(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        return " or ".join(k if k != "null" else "null" for k in self.kinds)
+
+
+def _kinds_of(annotation: Any) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """Reduce a dataclass annotation to the value kinds YAML can express, and choices for enums."""
+    kinds: list[str] = []
+    choices: list[str] | None = None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+    else:
+        members = (annotation,)
+    for member in members:
+        m_origin = typing.get_origin(member)
+        if member is type(None):
+            kinds.append("null")
+        elif member is bool:
+            kinds.append("bool")
+        elif member is int:
+            kinds.append("int")
+        elif member is float:
+            kinds.append("float")
+        elif member is str:
+            kinds.append("str")
+        elif member is dict or m_origin is dict:
+            kinds.append("dict")
+        elif member is list or m_origin is list:
+            kinds.append("list")
+        elif m_origin is typing.Literal:
+            for arg in typing.get_args(member):
+                if arg is False:
+                    kinds.append("bool")
+                else:
+                    kinds.append(type(arg).__name__ if type(arg).__name__ in KINDS else "str")
+        elif isinstance(member, type) and issubclass(member, enum.Enum):
+            choices = [str(e.value) for e in member]
+        else:
+            kinds.append("object")
+    if choices is not None and "str" in kinds:
+        kinds.remove("str")  # `Enum | str` accepts the enum's values only (TrainingArguments checks)
+    if choices is not None:
+        kinds.append("str")
+    return tuple(dict.fromkeys(kinds)), (tuple(choices) if choices is not None else None)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def _introspect(method: str) -> list[dict[str, Any]]:
+    import dataclasses
+    import importlib
+
+    from tui_ft.engine.stack import quiet_library_noise
+
+    quiet_library_noise()
+    module_name, class_name = CONFIG_CLASSES[method]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name.startswith("_"):
+            continue
+        kinds, choices = _kinds_of(hints.get(f.name, Any))
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        rows.append(
+            {
+                "name": f.name,
+                "kinds": list(kinds),
+                "choices": list(choices) if choices else None,
+                "default": _jsonable(default),
+                "help": str(f.metadata.get("help", "")).strip(),
+            }
+        )
+    return rows
+
+
+def _cache_file(cache_dir: Path) -> Path:
+    versions = "-".join(metadata.version(p) for p in ("trl", "transformers"))
+    return cache_dir / f"training-fields-{versions}.json"
+
+
+def training_fields(method: str, cache_dir: Path | None = None) -> dict[str, TrainingField]:
+    """The fields of `method`'s TRL config class, by name (cached per trl/transformers version)."""
+    if method not in CONFIG_CLASSES:
+        raise KeyError(method)
+    table: dict[str, Any] | None = None
+    cache = _cache_file(cache_dir) if cache_dir is not None else None
+    if cache is not None and cache.exists():
+        try:
+            table = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            table = None
+    if table is None or method not in table:
+        table = dict(table or {})
+        table[method] = _introspect(method)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(table))
+            os.replace(tmp, cache)
+    return {
+        row["name"]: TrainingField(
+            name=row["name"],
+            kinds=tuple(row["kinds"]),
+            choices=tuple(row["choices"]) if row["choices"] else None,
+            default=row["default"],
+            help=row["help"],
+        )
+        for row in table[method]
+    }
+
+
+class CoercionError(ValueError):
+    pass
+
+
+def coerce(field: TrainingField, value: Any) -> Any:
+    """Check `value` against the field's kinds (and choices), converting strings from `--set` or YAML."""
+    kinds = field.kinds
+    if "object" in kinds:
+        return value
+    if value is None:
+        if "null" in kinds:
+            return None
+        raise CoercionError(f"must not be null; expected {field.describe_type()}")
+    if isinstance(value, bool):
+        if "bool" in kinds:
+            return value
+    elif isinstance(value, int):
+        if "int" in kinds:
+            return value
+        if "float" in kinds:
+            return value  # an int is a fine float; keeping it keeps `warmup_steps: 4` readable
+    elif isinstance(value, float):
+        if "float" in kinds:
+            return value
+        if "int" in kinds and value.is_integer():
+            return int(value)
+    elif isinstance(value, str):
+        if field.choices is not None and value in field.choices:
+            return value
+        if field.choices is None and "str" in kinds:
+            return value
+        text = value.strip()
+        if "bool" in kinds and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if "int" in kinds:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        if "float" in kinds:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        if "null" in kinds and text.lower() in ("null", "none", "~"):
+            return None
+        if field.choices is not None:
+            import difflib
+
+            near = difflib.get_close_matches(value, field.choices, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise CoercionError(f"{value!r} is not one of {', '.join(field.choices)}{hint}")
+    elif isinstance(value, dict):
+        if "dict" in kinds:
+            return value
+    elif isinstance(value, list) and "list" in kinds:
+        return value
+    raise CoercionError(f"got {type(value).__name__} {value!r}; expected {field.describe_type()}")
