@@ -142,7 +142,7 @@ def _print_check(doc: dict) -> None:
     for e in errors:
         where = f"{doc.get('path')}:{e['line']}" if e.get("line") else str(doc.get("path"))
         field = f" {e['field']}:" if e.get("field") else ""
-        err.print(f"{where}:{field} {e['message']}", markup=False, highlight=False)
+        print(f"{where}:{field} {e['message']}", file=sys.stderr)  # one line each, never wrapped
     if errors:
         err.print(f"{len(errors)} error(s)", style="red")
     else:

@@ -67,6 +67,11 @@ STAMP_FILE = "tui_ft_demo.json"
 
 _VOCAB_SIZE = 3072
 _SEED = 0
+_HIDDEN = 64
+_INTERMEDIATE = 176
+_LAYERS = 2
+_HEADS = 4
+_KV_HEADS = 2
 _MODEL_FILES = (
     "config.json",
     "generation_config.json",
@@ -130,6 +135,7 @@ def _build_model_dir(model_dir: Path) -> None:
     try:
         tokenizer = train_tokenizer()
         model = make_model(tokenizer)
+        pretrain(model, tokenizer)
         tokenizer.save_pretrained(tmp)
         _save_quietly(model, tmp)
         # The stamp is written last: the build is complete only with it.
@@ -232,11 +238,11 @@ def make_model(tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
     pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=176,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=_HIDDEN,
+        intermediate_size=_INTERMEDIATE,
+        num_hidden_layers=_LAYERS,
+        num_attention_heads=_HEADS,
+        num_key_value_heads=_KV_HEADS,
         max_position_embeddings=1024,
         tie_word_embeddings=False,
         bos_token_id=None,
@@ -250,3 +256,112 @@ def make_model(tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
     model.config.dtype = torch.float32
     model.generation_config = GenerationConfig(bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
     return model
+
+
+def pretraining_documents() -> list[str]:
+    """The plain text the base model reads before it is saved: no chat template, no special tokens.
+
+    The corpus paragraphs, `text.jsonl`, and each sample row's strings joined as plain text (a
+    conversation's turns one per line, a prompt followed by its good completion). Wrong and rude
+    answers (rejected, undesirable, lower-ranked) are left out, so the base knows Orbis as it is.
+    """
+    docs = [p.strip() for p in (SAMPLES_DIR / CORPUS_FILE).read_text(encoding="utf-8").split("\n\n")]
+
+    def rows(name: str) -> Iterator[dict]:
+        with (SAMPLES_DIR / SAMPLE_FILES[name]).open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+
+    docs += [r["text"] for r in rows("text")]
+    docs += ["\n".join(m["content"] for m in r["messages"]) for r in rows("chat")]
+    docs += [r["prompt"] + r["completion"] for r in rows("prompt_completion")]
+    docs += [r["prompt"] + r["chosen"] for r in rows("preferences")]
+    docs += [r["prompt"] + r["completion"] for r in rows("kto") if r["label"]]
+    docs += [r["prompt"] + r["responses"][0] for r in rows("ranking")]
+    docs += [r["prompt"] for r in rows("prompts")]
+    docs += [r["text"] for r in rows("classification")]
+    return [d for d in docs if d]
+
+
+_PRETRAIN_STEPS = 120
+_PRETRAIN_BATCH = 16
+_PRETRAIN_BLOCK = 128
+_PRETRAIN_LR = 3e-3
+_PRETRAIN_WARMUP = 10
+
+
+def _pretraining_blocks(tokenizer: PreTrainedTokenizerFast, count: int) -> list[list[int]]:
+    """`count` blocks of token ids: the documents in a seeded order, separated by the pad token
+    (<|endoftext|>, as in GPT-2 style pretraining) and cut into equal lengths; reshuffled per pass."""
+    import random
+
+    docs = pretraining_documents()
+    encoded = tokenizer(docs, add_special_tokens=False)["input_ids"]
+    sep = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    blocks: list[list[int]] = []
+    rng = random.Random(_SEED)
+    while len(blocks) < count:
+        order = list(range(len(encoded)))
+        rng.shuffle(order)
+        stream: list[int] = []
+        for i in order:
+            stream.extend(encoded[i])
+            stream.append(sep)
+        n = len(stream) // _PRETRAIN_BLOCK
+        blocks.extend(stream[k * _PRETRAIN_BLOCK : (k + 1) * _PRETRAIN_BLOCK] for k in range(n))
+    return blocks[:count]
+
+
+def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> list[float]:
+    """A short full-parameter causal-LM pass over `pretraining_documents()`, deterministic.
+
+    Plain torch (AdamW, linear warmup then cosine decay, fixed seed and batch order), in place;
+    returns the loss of every step. Leaves the model in eval mode and the caller's RNG untouched.
+    """
+    import math
+
+    import torch
+
+    blocks = _pretraining_blocks(tokenizer, _PRETRAIN_STEPS * _PRETRAIN_BATCH)
+    data = torch.tensor(blocks, dtype=torch.long)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=_PRETRAIN_LR,
+        betas=(0.9, 0.95),
+    )
+
+    def lr_at(step: int) -> float:
+        if step < _PRETRAIN_WARMUP:
+            return (step + 1) / _PRETRAIN_WARMUP
+        progress = (step - _PRETRAIN_WARMUP) / max(1, _PRETRAIN_STEPS - _PRETRAIN_WARMUP)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    losses: list[float] = []
+    threads = torch.get_num_threads()
+    # One thread: on matrices this small, a second one only adds synchronisation, which is slow
+    # when other processes share the cores; and the result does not depend on the core count.
+    torch.set_num_threads(1)
+    # Adam's second moments of rarely seen tokens decay into denormals, which are very slow on CPUs.
+    torch.set_flush_denormal(True)
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_SEED)
+            for step in range(_PRETRAIN_STEPS):
+                batch = data[step * _PRETRAIN_BATCH : (step + 1) * _PRETRAIN_BATCH]
+                loss = model(input_ids=batch, labels=batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+    finally:
+        model.eval()
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+    return losses

@@ -8,6 +8,7 @@ against that configuration class, so TRL's documentation applies to them unchang
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,6 +108,16 @@ class Recipe(_Section):
     training: dict[str, Any] = Field(
         default_factory=dict, description="the method's TRL config keys, under TRL's own names"
     )
+
+    @field_validator("data")
+    @classmethod
+    def _known_format(cls, data: DataSpec) -> DataSpec:
+        from tui_ft.data.formats import Format
+
+        names = ["auto", *(f.value for f in Format)]
+        if data.format not in names:
+            raise ValueError(f"data.format: unknown format {data.format!r}; expected one of {', '.join(names)}")
+        return data
 
     @field_validator("name")
     @classmethod
@@ -273,11 +284,10 @@ def validate_recipe(
         if first["type"] == "missing":
             raise recipe_error(source, lines, loc, "missing; this key is required", None, overrides) from None
         message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "value_error" and not loc:
-            field, _, rest = message.partition(": ")
-            raise recipe_error(
-                source, lines, tuple(field.split(".")), rest or message, None, overrides
-            ) from None
+        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", message, re.S)
+        if first["type"] == "value_error" and named:
+            field_path = tuple(named.group(1).split("."))
+            raise recipe_error(source, lines, field_path, named.group(2), None, overrides) from None
         got = first.get("input")
         if not isinstance(got, (dict, list)):
             message = f"{message} (got {got!r})"

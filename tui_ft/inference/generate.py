@@ -34,7 +34,6 @@ def load_for_generation(ref: str, ws: Workspace) -> LoadedModel:
     from tui_ft.engine.stack import quiet_library_noise
 
     quiet_library_noise()
-    import torch
     from transformers import AutoModelForCausalLM
 
     from tui_ft.engine.hardware import detect_hardware, weights_dtype
@@ -53,7 +52,6 @@ def load_for_generation(ref: str, ws: Workspace) -> LoadedModel:
     device = "cuda" if hw.device == "cuda" else "cpu"
     model.to(device)
     model.eval()
-    torch.set_grad_enabled(False)
     return LoadedModel(resolved, model, tokenizer, device)
 
 

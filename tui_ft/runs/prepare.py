@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tui_ft.errors import NotFoundError
+from tui_ft.errors import DataError, NotFoundError
 from tui_ft.modelref import resolve_model
 from tui_ft.recipe import LoadedRecipe, Recipe, dump_recipe
 from tui_ft.runs.rundir import RunDir, Status, new_run_id
@@ -40,6 +40,34 @@ def resolve_data_path(
     raise loaded.error(tuple(field.split(".")), f"no such file: {ref}", hint=f"looked in {looked}")
 
 
+def check_data_fits_method(path: str, method: str, declared: str, field: str) -> None:
+    """Read the first row of a local file and check its format suits the method (cheap: one row)."""
+    from tui_ft.data.formats import check_method_format, detect_format
+    from tui_ft.data.loading import open_dataset
+
+    if not Path(path).exists():
+        return  # a hub id: checked when the runner loads it
+    with open_dataset(path) as source:
+        first = next(iter(source.head(1)), None)
+    if first is None or isinstance(first, DataError):
+        return  # empty or broken: the runner's full validation reports it with its line
+    fmt = detect_format(first.data)
+    if declared != "auto" and fmt is not None and fmt.value != declared:
+        raise DataError(
+            f"data.format says {declared}, but the file's first row is in format {fmt.value}",
+            path=path,
+            line=first.line,
+            field="data.format",
+            hint="set data.format: auto to use the detected format",
+        )
+    if fmt is not None:
+        try:
+            check_method_format(method, fmt, path)
+        except DataError as exc:
+            exc.field = exc.field or field
+            raise
+
+
 def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
     """A copy of the recipe with data paths made absolute; checks model and data references exist."""
     recipe = loaded.recipe.model_copy(deep=True)
@@ -55,6 +83,9 @@ def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
         data.eval = resolve_data_path(
             data.eval, field="data.eval", base_dir=loaded.base_dir, ws=ws, loaded=loaded
         )
+    check_data_fits_method(data.train, recipe.method, data.format, "data.train")
+    if data.eval:
+        check_data_fits_method(data.eval, recipe.method, data.format, "data.eval")
     has_eval = bool(data.eval) or data.eval_split > 0
     strategy = str(recipe.training.get("eval_strategy", "no"))
     if strategy != "no" and not has_eval:

@@ -1,0 +1,475 @@
+"""tui-ft's engine against a plain TRL script: same model, data, seed and settings; same losses, same speed?
+
+    .venv/bin/python bench/engine_vs_trl.py [--recipe sft-lora] [--steps 30] [--repeats 3] [--check]
+
+One invocation builds the demo in a temporary workspace ($TUI_FT_HOME), turns the recipe into run
+directories, and trains the same thing `--repeats` times on each side, every training in its own fresh
+Python process, alternating which side goes first (A B, B A, A B, ...) so a drift in the machine's load
+hits both sides alike:
+
+  A  tui-ft's engine: `python -m tui_ft.engine.runner RUN_DIR`, the command the launcher runs; figures
+     come from the run's events.jsonl.
+  B  a plain TRL script as a user would write it (`plain_trl` below): AutoTokenizer and
+     AutoModelForCausalLM on the same model directory, `set_seed`, peft `get_peft_model`, the same data
+     read with `datasets.load_dataset("json", ...)`, `SFTTrainer` + `SFTConfig` with the same settings,
+     and a small callback that records loss and num_tokens at every log, with a timestamp.
+
+Throughput, computed identically for both: (num_tokens at the last log - num_tokens at the first log) /
+(time of the last log - time of the first log). Model loading, data preparation and the first step are
+outside that window. Each side's figure is the median over its runs; the ratio is tui-ft / plain TRL.
+Losses are compared at every logged step.
+
+Exit status 0 (it is a benchmark), unless a side fails to train (1), the recipe cannot be reproduced
+by the plain script (2), or `--check` is given and the ratio is below 0.97 or a loss differs by more
+than 1e-6 (1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RATIO_GOAL = 0.97
+LOSS_TOLERANCE = 1e-6
+HERE = Path(__file__).resolve()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Side B: the plain TRL script. Runs in its own process (`--worker plain SPEC OUT`). Written the way a
+# user would write it; the settings a user would type in come from SPEC (taken from the same recipe).
+
+
+def plain_trl(spec: dict[str, Any], out: Path) -> None:
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    class LossLog(TrainerCallback):
+        """Loss and tokens seen at every log, with the time it was logged."""
+
+        def __init__(self):
+            self.rows = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and "num_tokens" in logs:
+                self.rows.append(
+                    {
+                        "t": time.time(),
+                        "step": state.global_step,
+                        "loss": float(logs["loss"]),
+                        "num_tokens": float(logs["num_tokens"]),
+                    }
+                )
+
+    model_dir = spec["model"]
+    dataset = load_dataset("json", data_files=spec["train"], split="train")
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if spec.get("chat_template"):
+        tokenizer.chat_template = spec["chat_template"]
+
+    set_seed(spec["seed"])
+    model_kwargs = {}
+    if spec.get("dtype", "auto") != "auto":
+        model_kwargs["dtype"] = getattr(torch, spec["dtype"])
+    if spec.get("attn_implementation", "auto") != "auto":
+        model_kwargs["attn_implementation"] = spec["attn_implementation"]
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs)
+
+    adapter = spec["adapter"]
+    if adapter["type"] in ("lora", "dora"):
+        lora = LoraConfig(
+            r=adapter["r"],
+            lora_alpha=adapter["alpha"],
+            lora_dropout=adapter["dropout"],
+            target_modules=adapter["target_modules"],
+            use_dora=adapter["type"] == "dora",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+
+    # Which tokens train (the recipe's data.loss): assistant turns of chats when the chat template marks
+    # them, completions of prompt/completion data, else everything.
+    if spec["loss"] == "all":
+        loss_args = {"assistant_only_loss": False, "completion_only_loss": False}
+    elif "messages" in dataset.column_names and "generation" in (tokenizer.chat_template or ""):
+        loss_args = {"assistant_only_loss": True}
+    elif "completion" in dataset.column_names:
+        loss_args = {"completion_only_loss": True}
+    else:
+        loss_args = {}
+
+    gpu = torch.cuda.is_available()
+    bf16 = gpu and torch.cuda.is_bf16_supported()
+    config = SFTConfig(
+        output_dir=spec["output_dir"],
+        report_to="none",
+        disable_tqdm=True,
+        activation_checkpointing=False,
+        max_length=spec["max_length"],
+        packing=spec["packing"],
+        bf16=bf16,
+        fp16=gpu and not bf16,
+        use_cpu=not gpu,
+        **loss_args,
+        **spec["training"],
+    )
+    log = LossLog()
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[log],
+    )
+    trainer.train()
+    out.write_text(json.dumps({"logs": log.rows}))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The figures, computed the same way for both sides
+
+
+def throughput(logs: list[dict[str, Any]]) -> float | None:
+    """Tokens per second between the first and the last log (start-up and the first step excluded)."""
+    if len(logs) < 2:
+        return None
+    first, last = logs[0], logs[-1]
+    seconds = last["t"] - first["t"]
+    return (last["num_tokens"] - first["num_tokens"]) / seconds if seconds > 0 else None
+
+
+def engine_logs(run_dir: Path) -> list[dict[str, Any]]:
+    """The train events of a finished run: time, step, loss, num_tokens."""
+    rows = []
+    for line in (run_dir / "events.jsonl").read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("type") == "train" and "loss" in event and "num_tokens" in event:
+            rows.append(
+                {
+                    "t": float(event["t"]),
+                    "step": event["step"],
+                    "loss": float(event["loss"]),
+                    "num_tokens": float(event["num_tokens"]),
+                }
+            )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preparing the workspace, the run directories and the plain script's settings
+
+UNSUPPORTED_ADAPTERS = ("freeze", "prompt_tuning")
+
+
+def base_overrides(steps: int) -> list[str]:
+    return [
+        "data.eval=null",
+        "data.eval_split=0",
+        'training.eval_strategy="no"',
+        f"training.max_steps={steps}",
+        "training.logging_steps=1",
+    ]
+
+
+def plain_spec(recipe_yaml: dict[str, Any], model_dir: Path, output_dir: Path) -> dict[str, Any]:
+    """The settings the plain script uses, read from the resolved recipe the engine runs."""
+    model, adapter, data = recipe_yaml["model"], recipe_yaml["adapter"], recipe_yaml["data"]
+    problems = []
+    if recipe_yaml["method"] != "sft":
+        problems.append(f"method {recipe_yaml['method']} (the plain script is SFT)")
+    if model.get("quantization", "none") != "none":
+        problems.append(f"model.quantization {model['quantization']}")
+    if adapter["type"] in UNSUPPORTED_ADAPTERS:
+        problems.append(f"adapter.type {adapter['type']} (the plain script does lora, dora and full)")
+    if data.get("format", "auto") != "auto":
+        problems.append("data.format (the plain script reads the file as it is)")
+    first = _first_row(Path(data["train"]))
+    if not (isinstance(first, dict) and ("messages" in first or "completion" in first or "text" in first)):
+        problems.append(
+            f"data.train {data['train']}: TRL reads messages, prompt/completion or text rows as they are"
+        )
+    if problems:
+        raise SystemExit(
+            "engine_vs_trl: the plain TRL script cannot reproduce this recipe: " + "; ".join(problems)
+        )
+    chat_template = model.get("chat_template")
+    if chat_template and Path(chat_template).expanduser().is_file():
+        chat_template = Path(chat_template).expanduser().read_text()
+    return {
+        "model": str(model_dir),
+        "train": data["train"],
+        "seed": int(recipe_yaml["training"].get("seed", 42)),
+        "dtype": model.get("dtype", "auto"),
+        "attn_implementation": model.get("attn_implementation", "auto"),
+        "chat_template": chat_template,
+        "adapter": adapter,
+        "max_length": data["max_length"],
+        "packing": data["packing"],
+        "loss": data["loss"],
+        "training": recipe_yaml["training"],
+        "output_dir": str(output_dir),
+    }
+
+
+def _first_row(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as fh:
+        if path.suffix == ".json":
+            rows = json.load(fh)
+            return rows[0] if isinstance(rows, list) and rows else None
+        for line in fh:
+            if line.strip():
+                return json.loads(line)
+    return None
+
+
+def child_env(home: Path, label: str, threads: int | None) -> dict[str, str]:
+    """A fresh environment per training: the temp workspace, offline, and a datasets cache of its own
+    (so one run never reuses another's tokenized data); `threads` caps torch's CPU threads."""
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.update(
+        TUI_FT_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_DATASETS_CACHE=str(home / "hf-datasets" / label),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_child(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    started = time.time()
+    with open(log, "w") as fh:
+        code = subprocess.call(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        print(f"\nengine_vs_trl: {' '.join(cmd)} failed (exit {code}); end of {log}:\n{tail}", file=sys.stderr)
+        raise SystemExit(1)
+    return time.time() - started
+
+
+# ---------------------------------------------------------------------------------------------------
+# Comparing and printing
+
+
+def compare_losses(engine_runs, plain_runs):
+    """Per-step losses of the first run of each side, and the largest |engine - plain| over all pairs
+    of runs (engine run i against plain run i) and all logged steps."""
+    max_diff = 0.0
+    steps_match = True
+    tokens_match = True
+    for eng, pln in zip(engine_runs, plain_runs):
+        if [r["step"] for r in eng] != [r["step"] for r in pln]:
+            steps_match = False
+            continue
+        for a, b in zip(eng, pln):
+            max_diff = max(max_diff, abs(a["loss"] - b["loss"]))
+            tokens_match &= a["num_tokens"] == b["num_tokens"]
+    return max_diff, steps_match, tokens_match
+
+
+def spread(runs) -> float:
+    """Largest difference between runs of the same side at one step (0 when the side is deterministic)."""
+    worst = 0.0
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            worst = max(worst, abs(a["loss"] - b["loss"]))
+    return worst
+
+
+def fmt_rate(value: float | None) -> str:
+    return f"{value:9.1f}" if value is not None else "      n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Train the same recipe with tui-ft's engine and with a plain TRL script; compare "
+        "losses and tokens/s."
+    )
+    parser.add_argument("--recipe", default="sft-lora", help="a shipped recipe name or a recipe file")
+    parser.add_argument("--steps", type=int, default=30, help="training steps per run (default 30)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side (default 3)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="extra recipe override for both sides, e.g. training.per_device_train_batch_size=4",
+    )
+    parser.add_argument(
+        "--threads", type=int, metavar="N",
+        help="CPU threads for torch in both trainings (OMP_NUM_THREADS); 1 steadies figures on a busy machine",
+    )
+    parser.add_argument("--check", action="store_true", help=f"exit 1 below {RATIO_GOAL} or on a loss diff")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary workspace and print it")
+    parser.add_argument("--worker", nargs=3, metavar=("SIDE", "SPEC", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        side, spec, out = args.worker
+        assert side == "plain", side
+        plain_trl(json.loads(Path(spec).read_text()), Path(out))
+        return 0
+    if args.steps < 3 or args.repeats < 1:
+        parser.error("--steps must be at least 3 and --repeats at least 1")
+
+    import yaml
+
+    from tui_ft.demo import build_demo
+    from tui_ft.errors import UserError
+    from tui_ft.modelref import resolve_model
+    from tui_ft.recipe import load_recipe
+    from tui_ft.runs.prepare import create_run
+    from tui_ft.workspace import Workspace
+
+    home = Path(tempfile.mkdtemp(prefix="tui-ft-bench-")).resolve()
+    try:
+        ws = Workspace(home)
+        print(f"workspace {home}: building the demo ...", flush=True)
+        build_demo(ws)
+        try:
+            loaded = load_recipe(args.recipe, base_overrides(args.steps) + args.overrides, cache_dir=ws.cache)
+            runs = [create_run(loaded, ws) for _ in range(args.repeats)]
+        except UserError as exc:
+            print(f"engine_vs_trl: {exc}", file=sys.stderr)
+            return 2
+        resolved = yaml.safe_load(runs[0].recipe_file.read_text())
+        model_dir = Path(resolve_model(resolved["model"]["name"], ws).path)
+        specs = []
+        for i in range(args.repeats):
+            spec = plain_spec(resolved, model_dir, home / "plain" / f"run-{i + 1}")
+            path = home / "plain" / f"spec-{i + 1}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(spec, indent=1))
+            specs.append(path)
+
+        print(
+            f"recipe {args.recipe} ({resolved['adapter']['type']}, {args.steps} steps, logging every step), "
+            f"{args.repeats} run(s) per side, each in a fresh process, alternating A B / B A:",
+            flush=True,
+        )
+        engine_runs: list[list[dict]] = []
+        plain_runs: list[list[dict]] = []
+        engine_rates: list[float | None] = []
+        plain_rates: list[float | None] = []
+        for i in range(args.repeats):
+            order = ("engine", "plain") if i % 2 == 0 else ("plain", "engine")
+            for side in order:
+                if side == "engine":
+                    run = runs[i]
+                    wall = run_child(
+                        [sys.executable, "-m", "tui_ft.engine.runner", str(run.path)],
+                        child_env(home, f"engine-{i + 1}", args.threads),
+                        home / f"engine-{i + 1}.log",
+                    )
+                    logs = engine_logs(run.path)
+                    engine_runs.append(logs)
+                    engine_rates.append(throughput(logs))
+                else:
+                    out = home / "plain" / f"logs-{i + 1}.json"
+                    wall = run_child(
+                        [sys.executable, str(HERE), "--worker", "plain", str(specs[i]), str(out)],
+                        child_env(home, f"plain-{i + 1}", args.threads),
+                        home / f"plain-{i + 1}.log",
+                    )
+                    logs = json.loads(out.read_text())["logs"]
+                    plain_runs.append(logs)
+                    plain_rates.append(throughput(logs))
+                label = "A tui-ft engine" if side == "engine" else "B plain TRL   "
+                rate = throughput(logs)
+                print(
+                    f"  run {i + 1} {label}  {fmt_rate(rate)} tokens/s over steps "
+                    f"{logs[0]['step'] if logs else '-'}..{logs[-1]['step'] if logs else '-'}"
+                    f"   ({wall:.1f} s in all)",
+                    flush=True,
+                )
+
+        # -- losses --------------------------------------------------------------------------------
+        max_diff, steps_match, tokens_match = compare_losses(engine_runs, plain_runs)
+        print("\nloss at every logged step (run 1 of each side):")
+        print(f"  {'step':>5}  {'tui-ft engine':>16}  {'plain TRL':>16}  {'|diff|':>10}  {'tokens':>8}")
+        by_step = {r["step"]: r for r in plain_runs[0]}
+        for r in engine_runs[0]:
+            p = by_step.get(r["step"])
+            pl = f"{p['loss']:16.10f}" if p else f"{'-':>16}"
+            diff = f"{abs(r['loss'] - p['loss']):10.3e}" if p else f"{'-':>10}"
+            print(f"  {r['step']:>5}  {r['loss']:16.10f}  {pl}  {diff}  {int(r['num_tokens']):>8}")
+        losses_ok = steps_match and tokens_match and max_diff <= LOSS_TOLERANCE
+        if not steps_match:
+            print("  the two sides logged different steps")
+        if not tokens_match:
+            print("  the two sides saw different numbers of tokens at some step")
+        print(
+            f"loss identical: {'yes' if losses_ok else 'no'} (max |diff| = {max_diff:.3e} over "
+            f"{args.repeats} pair(s) of runs; tolerance {LOSS_TOLERANCE:g})"
+        )
+        spread_e, spread_p = spread(engine_runs), spread(plain_runs)
+        if spread_e or spread_p:
+            print(f"  run-to-run spread within a side: engine {spread_e:.3e}, plain {spread_p:.3e}")
+
+        # -- throughput ----------------------------------------------------------------------------
+        e_ok = [r for r in engine_rates if r]
+        p_ok = [r for r in plain_rates if r]
+        e_med = statistics.median(e_ok) if e_ok else None
+        p_med = statistics.median(p_ok) if p_ok else None
+        ratio = e_med / p_med if e_med and p_med else None
+        print(
+            f"\ntokens/s between the first and last log, median of {args.repeats} run(s):\n"
+            f"  tui-ft engine {fmt_rate(e_med)}   (runs: {', '.join(fmt_rate(r).strip() for r in engine_rates)})\n"
+            f"  plain TRL     {fmt_rate(p_med)}   (runs: {', '.join(fmt_rate(r).strip() for r in plain_rates)})"
+        )
+        print(
+            f"tokens/s ratio (tui-ft / plain TRL): {ratio:.3f} (goal >= {RATIO_GOAL})"
+            if ratio
+            else "tokens/s ratio (tui-ft / plain TRL): n/a"
+        )
+
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "recipe": args.recipe,
+                        "steps": args.steps,
+                        "repeats": args.repeats,
+                        "ratio": ratio,
+                        "engine_tokens_per_s": e_med,
+                        "plain_tokens_per_s": p_med,
+                        "engine_runs_tokens_per_s": engine_rates,
+                        "plain_runs_tokens_per_s": plain_rates,
+                        "max_loss_diff": max_diff,
+                        "loss_identical": losses_ok,
+                        "engine_losses": [r["loss"] for r in engine_runs[0]],
+                        "plain_losses": [r["loss"] for r in plain_runs[0]],
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
+        if args.check and (ratio is None or ratio < RATIO_GOAL or not losses_ok):
+            return 1
+        return 0
+    finally:
+        if args.keep:
+            print(f"workspace kept: {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

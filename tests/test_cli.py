@@ -1,0 +1,140 @@
+"""The real `tui-ft` command: JSON outputs, exit statuses, and bad input without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import tui_ft_command
+
+
+def tui_ft(env, *args, timeout=600, cwd=None):
+    return subprocess.run(
+        [*tui_ft_command(), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def assert_clean_failure(proc, status=2):
+    assert proc.returncode == status, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_train_json_then_generate_json(cli_env):
+    proc = tui_ft(
+        cli_env, "train", "sft-lora", "--set", "training.max_steps=4", "--set", "training.eval_steps=2", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["state"] == "completed" and doc["step"] == 4 and doc["final"]
+    assert isinstance(doc["loss"], float) and isinstance(doc["eval_loss"], float)
+    gen = tui_ft(cli_env, "generate", doc["id"], "--prompt", "What is the capital of Avaria?", "--json")
+    assert gen.returncode == 0, gen.stderr
+    out = json.loads(gen.stdout)
+    assert out["adapter"] is True and out["new_tokens"] > 0 and out["text"]
+
+
+def test_data_check_json_fields(cli_env, demo_ws):
+    proc = tui_ft(cli_env, "data", "check", "chat.jsonl", "--tokenizer", "demo-tiny", "--max-length", "48", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["format"] == "messages" and doc["rows"] == 400 and doc["columns"] == ["messages"]
+    assert doc["errors"] == []
+    stats = doc["token_stats"]
+    assert stats["max_length"] == 48 and 0 < stats["over_max_length"] < 400
+    assert stats["min"] <= stats["p50"] <= stats["p95"] <= stats["max"]
+
+
+def test_data_check_bad_file_exits_2_with_line(cli_env, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n')
+    proc = tui_ft(cli_env, "data", "check", str(bad))
+    assert_clean_failure(proc)
+    assert f"{bad}:2: rejected:" in proc.stderr
+
+
+def write_recipe(tmp_path, body):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(body)
+    return str(path)
+
+
+RECIPE = """\
+method: sft
+model:
+  name: {model}
+data:
+  train: {data}
+training:
+  max_steps: 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "sets", "expect"),
+    [
+        ("demo-tiny", "nothere.jsonl", [], ":5: data.train: no such file: nothere.jsonl"),
+        ("demo-tinny", "chat.jsonl", [], ":3: model.name: no model 'demo-tinny' here\n  hint: did you mean demo-tiny?"),
+        ("demo-tiny", "chat.jsonl", ["training.max_step=3"], "training.max_step: unknown key for method sft"),
+        ("demo-tiny", "chat.jsonl", ["training.learning_rate=fast"], "training.learning_rate: got str 'fast'"),
+    ],
+)
+def test_train_bad_recipe_exits_2_before_anything_runs(cli_env, demo_ws, tmp_path, model, data, sets, expect):
+    before = set(demo_ws.runs.iterdir())
+    path = write_recipe(tmp_path, RECIPE.format(model=model, data=data))
+    args = [a for s in sets for a in ("--set", s)]
+    proc = tui_ft(cli_env, "train", path, *args)
+    assert_clean_failure(proc)
+    assert expect in proc.stderr
+    assert set(demo_ws.runs.iterdir()) == before, "a bad recipe must not create a run"
+
+
+@pytest.mark.slow
+def test_preference_data_given_to_sft_exits_2_naming_formats(cli_env, tmp_path):
+    path = write_recipe(tmp_path, RECIPE.format(model="demo-tiny", data="preferences.jsonl"))
+    proc = tui_ft(cli_env, "train", path)
+    assert_clean_failure(proc)
+    assert "preference" in proc.stderr and "sft" in proc.stderr
+
+
+@pytest.mark.slow
+def test_qlora_without_bitsandbytes_says_so_before_loading(cli_env, tmp_path):
+    fake = tmp_path / "site"
+    (fake / "bitsandbytes").mkdir(parents=True)
+    (fake / "bitsandbytes" / "__init__.py").write_text("raise ImportError('libbitsandbytes_cuda.so: cannot open')\n")
+    env = dict(cli_env, PYTHONPATH=str(fake))
+    proc = tui_ft(env, "train", "sft-qlora", "--set", "training.max_steps=1")
+    assert_clean_failure(proc)
+    assert "model.quantization" in proc.stderr and "bitsandbytes" in proc.stderr
+    assert "pip install" in proc.stderr
+
+
+def test_usage_error_exits_2(cli_env):
+    proc = tui_ft(cli_env, "train")
+    assert_clean_failure(proc)
+    proc = tui_ft(cli_env, "frobnicate")
+    assert_clean_failure(proc)
+
+
+def test_recipes_json_lists_the_sft_recipes(cli_env):
+    proc = tui_ft(cli_env, "recipes", "--json")
+    assert proc.returncode == 0
+    names = {r["name"] for r in json.loads(proc.stdout)}
+    assert {"sft-lora", "sft-qlora", "sft-dora", "sft-full", "sft-freeze", "sft-prompt-tuning"} <= names
+
+
+def test_sysinfo_json(cli_env):
+    proc = tui_ft(cli_env, "sysinfo", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert {"versions", "gpu", "torch", "cpu", "memory"} <= set(info)
+    assert info["versions"]["trl"] and info["versions"]["peft"]
+    assert info["gpu"]["available"] is False and info["gpu"]["reason"]
+
+
+def test_generate_unknown_model_exits_2(cli_env):
+    proc = tui_ft(cli_env, "generate", "demo-tin", "--prompt", "hi")
+    assert_clean_failure(proc)
+    assert "did you mean demo-tiny" in proc.stderr
