@@ -129,3 +129,31 @@ def test_qlora_recipe_with_evaluation_changes_every_adapter_after_eval(demo_ws):
     final = load_file(run.final / "adapter_model.safetensors")
     still = [k for k in after_eval if "lora_" in k and torch.equal(after_eval[k], final[k])]
     assert not still, f"adapter weights frozen after evaluation: {still}"
+
+
+def config_event(run):
+    return next(e for e in train_events(run) if e["type"] == "config")
+
+
+def test_packing_activation_checkpointing_and_8bit_optimizer(demo_ws):
+    run, _ = run_recipe(
+        demo_ws,
+        "sft-lora",
+        "data.packing=true",
+        "training.activation_checkpointing=true",
+        "training.optim=adamw_bnb_8bit",
+        "data.eval_split=0",
+        "training.eval_strategy=no",
+    )
+    cfg = config_event(run)
+    assert cfg["packing"] is True and cfg["activation_checkpointing"] is True
+    assert cfg["optim"] == "adamw_bnb_8bit"
+    assert cfg["bf16"] is False and cfg["fp16"] is False  # a plain CPU trains in fp32
+    losses = [e["loss"] for e in train_events(run) if e["type"] == "train"]
+    assert sum(losses[-3:]) / 3 < losses[0]
+
+
+def test_8bit_quantized_lora(demo_ws):
+    run, _ = run_recipe(demo_ws, "sft-lora", "model.quantization=8bit", "data.eval_split=0", "training.eval_strategy=no")
+    assert config_event(run)["quantization"] == "8bit"
+    assert (run.final / "adapter_config.json").exists()

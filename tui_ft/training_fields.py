@@ -185,6 +185,8 @@ def coerce(field: TrainingField, value: Any) -> Any:
     if isinstance(value, bool):
         if "bool" in kinds:
             return value
+        if field.choices is not None and ("yes" if value else "no") in field.choices:
+            return "yes" if value else "no"  # YAML 1.1 reads a bare `no` as false
     elif isinstance(value, int):
         if "int" in kinds:
             return value

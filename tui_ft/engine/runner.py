@@ -123,7 +123,45 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         config=config,
         callbacks=[recorder],
     )
-    return method.build(inputs), tokenizer, model_ref
+    trainer = method.build(inputs)
+    if events is not None:
+        args = trainer.args
+        effective = {key: getattr(args, key, None) for key in _REPORTED_ARGS}
+        effective["optim"] = str(getattr(args.optim, "value", args.optim))
+        events.write(
+            "config",
+            step=status.step,
+            method=recipe.method,
+            adapter=recipe.adapter.type,
+            quantization=recipe.model.quantization,
+            device=status.device,
+            trainable_params=trainable,
+            total_params=total,
+            train_rows=len(train_ds),
+            eval_rows=len(eval_ds) if eval_ds is not None else 0,
+            **effective,
+        )
+    return trainer, tokenizer, model_ref
+
+
+# Trainer settings recorded in the run's `config` event (what actually ran, defaults included).
+_REPORTED_ARGS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_steps",
+    "num_train_epochs",
+    "bf16",
+    "fp16",
+    "activation_checkpointing",
+    "packing",
+    "max_length",
+    "seed",
+    "eval_strategy",
+    "save_steps",
+    "logging_steps",
+)
 
 
 def _write_final(trainer, tokenizer, run: RunDir, status: Status, model_ref) -> None:
