@@ -48,11 +48,8 @@ class StopRequest:
 
 
 def _clean(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else value
-    return value
+    """Plain Python numbers (tensors and numpy scalars unwrapped); NaN stays NaN for the watchdog."""
+    return value.item() if hasattr(value, "item") else value
 
 
 class RunRecorder(TrainerCallback):
