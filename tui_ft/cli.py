@@ -49,6 +49,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--detach", action="store_true", help="run in the background and return at once")
     train.add_argument("--json", action="store_true")
 
+    runs = sub.add_parser("runs", help="list runs, or show one with its checkpoints")
+    runs.add_argument("run", nargs="?", help="a run id (or a unique part of one, or `last`)")
+    runs.add_argument("--json", action="store_true")
+
+    logs = sub.add_parser("logs", help="print a run's output log")
+    logs.add_argument("run")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+
+    stop = sub.add_parser("stop", help="stop a run: checkpoint after the current step, then end")
+    stop.add_argument("run")
+    stop.add_argument("--now", action="store_true", help="end at once, without a checkpoint")
+    stop.add_argument("--no-wait", action="store_true", help="return without waiting for the run to end")
+    stop.add_argument("--json", action="store_true")
+
+    resume = sub.add_parser(
+        "resume", help="continue a stopped, failed or crashed run from its last checkpoint"
+    )
+    resume.add_argument("run")
+    resume.add_argument("--detach", action="store_true")
+    resume.add_argument("--json", action="store_true")
+
     gen = sub.add_parser("generate", help="generate a reply from a model, run or checkpoint")
     gen.add_argument("model")
     gen.add_argument("--prompt", required=True)
@@ -185,7 +206,7 @@ def cmd_train(args, ws: Workspace) -> int:
     return code
 
 
-def _follow_foreground(run, proc, *, quiet: bool) -> int:
+def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
     """Show progress from the run's events until the runner exits; Ctrl-C asks for a graceful stop."""
     from rich.console import Console
     from rich.progress import (
@@ -200,7 +221,7 @@ def _follow_foreground(run, proc, *, quiet: bool) -> int:
     from tui_ft.runs.rundir import read_events
 
     console = Console(stderr=True)
-    offset = 0
+    offset = start_offset
     interrupts = 0
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -272,6 +293,207 @@ def _print_outcome(run, status) -> None:
         if err.get("hint"):
             console.print(f"  hint: {err['hint']}", highlight=False)
         console.print(f"  log:  {run.log_file}")
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M")
+
+
+def _duration(start: float | None, end: float | None) -> str:
+    if not start:
+        return "-"
+    seconds = int((end or time.time()) - start)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def cmd_runs(args, ws: Workspace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tui_ft.runs.registry import find_run, list_checkpoints, list_runs, refresh
+
+    if args.run:
+        run = find_run(ws, args.run)
+        status = refresh(run)
+        checkpoints = list_checkpoints(run)
+        from tui_ft.runs.registry import RunInfo
+
+        doc = RunInfo(run, status).to_json() | {"checkpoints": [c.to_json() for c in checkpoints]}
+        if args.json:
+            _print_json(doc)
+            return 0
+        console = Console()
+        for key in (
+            "id",
+            "state",
+            "method",
+            "model",
+            "adapter",
+            "step",
+            "max_steps",
+            "loss",
+            "eval_loss",
+            "path",
+        ):
+            console.print(f"{key:>10}  {doc[key]}", highlight=False)
+        if status.error:
+            console.print(f"{'error':>10}  {status.error.get('message')}", highlight=False)
+            if status.error.get("hint"):
+                console.print(f"{'hint':>10}  {status.error['hint']}", highlight=False)
+        table = Table("checkpoint", "step", "complete", "loss", "eval_loss", box=None, header_style="bold")
+        for c in checkpoints:
+            table.add_row(
+                c.path.name,
+                str(c.step),
+                "yes" if c.complete else "no (cut short)",
+                _fmt(c.metrics.get("loss")),
+                _fmt(c.metrics.get("eval_loss")),
+            )
+        if checkpoints:
+            console.print(table)
+        return 0
+    infos = list_runs(ws)
+    if args.json:
+        _print_json([i.to_json() for i in infos])
+        return 0
+    if not infos:
+        print("no runs yet; start one with `tui-ft train sft-lora`")
+        return 0
+    table = Table(
+        "run", "method", "state", "step", "loss", "started", "duration", box=None, header_style="bold"
+    )
+    colours = {"completed": "green", "running": "cyan", "failed": "red", "crashed": "red", "queued": "yellow"}
+    for info in infos:
+        s = info.status
+        steps = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step)
+        state = f"[{colours.get(s.state, 'white')}]{s.state}[/]"
+        table.add_row(
+            s.id,
+            s.method,
+            state,
+            steps,
+            _fmt(s.loss),
+            _ago(s.started or s.created),
+            _duration(s.started, s.ended),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped: never truncate run ids
+    console.print(table)
+    return 0
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+def cmd_logs(args, ws: Workspace) -> int:
+    from tui_ft.runs.registry import find_run, refresh
+
+    run = find_run(ws, args.run)
+    offset = 0
+    while True:
+        try:
+            with open(run.log_file, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
+            sys.stdout.flush()
+            offset += len(chunk)
+        if not args.follow:
+            return 0
+        status = refresh(run)
+        if status is None or status.is_final:
+            return 0
+        time.sleep(0.3)
+
+
+def cmd_stop(args, ws: Workspace) -> int:
+    from tui_ft.runs.registry import find_run, kill_now, request_stop, wait_until_final
+
+    run = find_run(ws, args.run)
+    t0 = time.monotonic()
+    request_stop(run, now=args.now)
+    status = None
+    if not args.no_wait:
+        status = wait_until_final(run, timeout=20 if args.now else 600)
+        if args.now and (status is None or not status.is_final):
+            kill_now(run)
+            status = wait_until_final(run, timeout=10)
+    took = time.monotonic() - t0
+    if args.json:
+        _print_json(
+            {
+                "id": run.id,
+                "state": status.state if status else "stopping",
+                "step": status.step if status else None,
+                "checkpoint": status.last_checkpoint if status else None,
+                "seconds": round(took, 3),
+            }
+        )
+    elif status is None:
+        print(f"stop requested for {run.id}")
+    else:
+        where = f" at step {status.step}" + (
+            f"; checkpoint {status.last_checkpoint}" if status.last_checkpoint else ""
+        )
+        print(f"{run.id} {status.state}{where} ({took:.1f} s)")
+    return 0
+
+
+def cmd_resume(args, ws: Workspace) -> int:
+    from tui_ft.runs.launcher import spawn_runner
+    from tui_ft.runs.registry import find_run, last_complete_checkpoint, refresh
+
+    run = find_run(ws, args.run)
+    status = refresh(run)
+    if status is None or status.state not in ("stopped", "failed", "crashed"):
+        state = status.state if status else "unknown"
+        raise UserError(f"run {run.id} is {state}; only stopped, failed or crashed runs resume", field="RUN")
+    last = last_complete_checkpoint(run)
+    if last is None:
+        raise UserError(
+            f"run {run.id} has no complete checkpoint to resume from",
+            field="RUN",
+            hint=f"start it again: tui-ft train {run.recipe_file}",
+        )
+    run.stop_file.unlink(missing_ok=True)
+    status.state, status.error, status.ended = "starting", None, None
+    run.write_status(status)
+    proc = spawn_runner(run, detach=args.detach, resume=True)
+    if args.detach:
+        if args.json:
+            _print_json({"id": run.id, "pid": proc.pid, "from_step": last.step})
+        else:
+            print(f"{run.id} resuming from step {last.step}")
+        return 0
+    if not args.json:
+        print(f"resuming {run.id} from step {last.step}", file=sys.stderr)
+    code = _follow_foreground(run, proc, quiet=args.json, start_offset=_events_size(run))
+    final = run.read_status()
+    if args.json:
+        _print_json(
+            {"id": run.id, "state": final.state, "step": final.step, "loss": final.loss, "error": final.error}
+        )
+    else:
+        _print_outcome(run, final)
+    return code
+
+
+def _events_size(run) -> int:
+    try:
+        return run.events_file.stat().st_size
+    except OSError:
+        return 0
 
 
 def cmd_generate(args, ws: Workspace) -> int:
@@ -361,6 +583,10 @@ def cmd_recipes(args, ws: Workspace) -> int:  # noqa: ARG001
 
 COMMANDS = {
     "demo": cmd_demo,
+    "runs": cmd_runs,
+    "logs": cmd_logs,
+    "stop": cmd_stop,
+    "resume": cmd_resume,
     "train": cmd_train,
     "generate": cmd_generate,
     "sysinfo": cmd_sysinfo,

@@ -331,6 +331,7 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> list
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
         lr=_PRETRAIN_LR,
         betas=(0.9, 0.95),
+        fused=True,
     )
 
     def lr_at(step: int) -> float:
@@ -364,4 +365,35 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> list
         model.eval()
         torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
+    if _MEAN_INIT:
+        _init_chat_tokens(model, tokenizer)
     return losses
+
+
+_MEAN_INIT = True
+
+
+def _init_chat_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> None:
+    """Give <|im_start|> and <|im_end|>, which pretraining never shows, the mean input embedding and
+    the mean output row of the tokens it did train, as is usual for tokens added to a trained model.
+
+    Left as they are, their input embeddings are random noise that the attention layers have never
+    seen and pretraining has pushed their logits far down; with the mean they start as an ordinary,
+    uninformative token, and fine-tuning only has to teach what they mean.
+    """
+    import torch
+
+    chat_ids = tokenizer.convert_tokens_to_ids([IM_START, IM_END])
+    mats = [model.get_input_embeddings().weight]
+    if _MEAN_INIT in ("both", "seen"):
+        mats.append(model.get_output_embeddings().weight)
+    seen = torch.zeros(mats[0].shape[0], dtype=torch.bool)
+    if _MEAN_INIT == "seen":
+        for doc in tokenizer(pretraining_documents(), add_special_tokens=False)["input_ids"]:
+            seen[doc] = True
+    else:
+        seen[:] = True
+    seen[chat_ids] = False
+    with torch.no_grad():
+        for matrix in mats:
+            matrix[chat_ids] = matrix[seen].mean(dim=0)

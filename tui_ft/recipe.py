@@ -96,6 +96,20 @@ class DataSpec(_Section):
     )
 
 
+class LauncherSpec(_Section):
+    """How the runner starts: one process, or several under `accelerate launch`."""
+
+    type: Literal["local", "accelerate"] = Field(
+        "local", description="local: one process; accelerate: several (DDP, DeepSpeed, FSDP)"
+    )
+    num_processes: int = Field(1, ge=1, description="accelerate: processes to start, usually one per GPU")
+    config: str = Field(
+        "ddp",
+        description="accelerate: ddp, deepspeed-zero2, deepspeed-zero3, fsdp (shipped), or a config file",
+    )
+    gpus: list[int] | None = Field(None, description="GPU indices to use; default: every visible GPU")
+
+
 class Recipe(_Section):
     """A training recipe (see recipes/ for one per method)."""
 
@@ -108,6 +122,7 @@ class Recipe(_Section):
     training: dict[str, Any] = Field(
         default_factory=dict, description="the method's TRL config keys, under TRL's own names"
     )
+    launcher: LauncherSpec = Field(default_factory=LauncherSpec)
 
     @field_validator("data")
     @classmethod

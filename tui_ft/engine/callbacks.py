@@ -14,10 +14,10 @@ from tui_ft.runs.rundir import EventWriter, RunDir, Status
 
 
 class StopRequest:
-    """Set by SIGTERM/SIGINT or a stop-request file; the trainer checks it after every optimizer step.
+    """A stop asked for by `tui-ft stop` (a stop-request file, then SIGTERM) or Ctrl-C (SIGINT).
 
-    The first request asks for a graceful stop (checkpoint, then `stopped`); a second one, or a request
-    file that says "now", ends the process at once.
+    Graceful: the trainer saves a checkpoint after the current optimizer step and the run ends
+    `stopped`. At once (`--now`, or a second request): training is interrupted where it is.
     """
 
     def __init__(self, run: RunDir | None = None):
@@ -29,22 +29,43 @@ class StopRequest:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
 
+    def _read_file(self) -> str | None:
+        if self.run is None:
+            return None
+        try:
+            return self.run.stop_file.read_text().strip()
+        except OSError:
+            return None
+
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
-        if self.graceful.is_set():
+        if self.graceful.is_set() or self._read_file() == "now":
             self.now = True
             raise KeyboardInterrupt
         self.graceful.set()
 
     def requested(self) -> bool:
-        if not self.graceful.is_set() and self.run is not None and self.run.stop_file.exists():
-            try:
-                self.now = self.run.stop_file.read_text().strip() == "now"
-            except OSError:
-                pass
-            self.graceful.set()
-        if self.now:
-            raise KeyboardInterrupt
+        """True once a graceful stop was asked for (checked after every optimizer step)."""
+        if not self.graceful.is_set():
+            request = self._read_file()
+            if request is not None:
+                self.graceful.set()
+                if request == "now":
+                    self.now = True
+                    raise KeyboardInterrupt
         return self.graceful.is_set()
+
+
+def agree_across_ranks(flag: bool, device) -> bool:
+    """Every rank must stop at the same step, or the next collective hangs: take the max."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    tensor = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
 
 
 def _clean(value: Any) -> Any:
@@ -99,9 +120,14 @@ class RunRecorder(TrainerCallback):
         )
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop.requested():
+        if agree_across_ranks(self.stop.requested(), args.device):
+            self.stop.graceful.set()
             control.should_save = True
             control.should_training_stop = True
+            if state.is_world_process_zero and self.status.state != "stopping":
+                self.status.state = "stopping"
+                self._save_status(force=True)
+                self._emit("state", step=state.global_step, state="stopping")
         if state.is_world_process_zero:
             self.status.step = state.global_step
             self.status.epoch = state.epoch

@@ -179,7 +179,7 @@ def _write_final(trainer, tokenizer, run: RunDir, status: Status, model_ref) -> 
         (run.final / "tui-ft.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = False) -> int:
+def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = False, stop=None) -> int:
     """Train the run in `run_dir`; returns the exit status. Never raises for a training failure."""
     from tui_ft.engine.callbacks import StopRequest
 
@@ -188,12 +188,13 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
     ws = Workspace(run.path.parent.parent)
     rank0 = _rank_zero()
     status = run.read_status() or Status(id=run.id, name=run.id, method="?")
-    stop = StopRequest(run)
+    stop = stop or StopRequest(run)
     if install_signals:
         stop.install()
     events = EventWriter(run.events_file) if rank0 else None
     if rank0:
-        status.state, status.pid, status.error = "starting", os.getpid(), None
+        status.state, status.error = "starting", None
+        status.pid = int(os.environ.get("TUI_FT_SUPERVISOR_PID", os.getpid()))
         status.started = status.started or time.time()
         status.ended = None
         status.world_size = _world_size()
@@ -212,10 +213,12 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
         trainer, tokenizer, model_ref = build_trainer(run, ws, status, events, stop)
         checkpoint = None
         if resume:
-            from tui_ft.modelref import checkpoint_dirs
+            from tui_ft.runs.registry import last_complete_checkpoint
 
-            done = [p for p in checkpoint_dirs(run.path) if (p / "trainer_state.json").exists()]
-            checkpoint = str(done[-1]) if done else None
+            last = last_complete_checkpoint(run)
+            checkpoint = str(last.path) if last else None
+            if events is not None:
+                events.write("resume", step=last.step if last else 0, checkpoint=checkpoint)
         trainer.train(resume_from_checkpoint=checkpoint)
         if stop.graceful.is_set():
             return finish("stopped", 0)
@@ -247,12 +250,166 @@ def _last_eval_step(run: RunDir) -> int | None:
     return steps[-1] if steps else None
 
 
+def accelerate_config(name: str) -> Path:
+    """A shipped accelerate config by name (ddp, deepspeed-zero2, ...), or a file path."""
+    from tui_ft.recipe import recipes_dir
+
+    shipped = recipes_dir() / "accelerate" / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    names = sorted(p.stem for p in (recipes_dir() / "accelerate").glob("*.yaml"))
+    raise UserError(
+        f"no accelerate config {name!r}", field="launcher.config", hint=f"shipped: {', '.join(names)}"
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_command(run: RunDir, launcher, *, resume: bool) -> list[str]:
+    config = accelerate_config(launcher.config)
+    if "DEEPSPEED" in config.read_text():
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError(
+                "this accelerate config uses DeepSpeed, which is not installed",
+                field="launcher.config",
+                hint="pip install 'tui-ft[deepspeed]' (needs a CUDA toolkit), or use config: ddp or fsdp",
+            )
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--num_processes",
+        str(launcher.num_processes),
+        "--main_process_port",
+        str(_free_port()),
+    ]
+    if launcher.gpus:
+        cmd += ["--gpu_ids", ",".join(str(g) for g in launcher.gpus)]
+    cmd += ["-m", "tui_ft.engine.runner", str(run.path), "--worker"]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
+def supervise(run_dir: Path, *, resume: bool) -> int:
+    """The runner's main process: wait for the run's devices (queue), then train in this process, or
+    start `accelerate launch` workers and wait for them, holding the devices until the end."""
+    import signal
+    import subprocess
+
+    from tui_ft.engine.callbacks import StopRequest
+    from tui_ft.runs.queue import DeviceSlot, run_devices, wait_for_slot
+    from tui_ft.runs.registry import list_runs
+
+    run = RunDir(run_dir)
+    ws = Workspace(run.path.parent.parent)
+    status = run.read_status() or Status(id=run.id, name=run.id, method="?")
+    stop = StopRequest(run)
+    stop.install()
+    try:
+        loaded = validate_recipe(
+            read_run_recipe(run), source=run.recipe_file, cache_dir=ws.cache, check_training=False
+        )
+    except UserError as exc:
+        status.state, status.error = "failed", {"kind": "bad_input", "message": str(exc), "hint": exc.hint}
+        run.write_status(status)
+        return 2
+    launcher = loaded.recipe.launcher
+    devices = run_devices(launcher.gpus)
+    status.pid, status.devices = os.getpid(), devices
+    slot = DeviceSlot(ws, devices)
+
+    def earlier_waiting() -> bool:
+        return any(
+            info.status.state == "queued"
+            and info.status.created < status.created
+            and info.status.id != status.id
+            and set(info.status.devices or []) & set(devices)
+            for info in list_runs(ws)
+        )
+
+    def on_wait() -> None:
+        status.state = "queued"
+        run.write_status(status)
+        with EventWriter(run.events_file) as events:
+            events.write("state", step=status.step, state="queued", devices=devices)
+        print(f"tui-ft: queued: waiting for {', '.join(devices)}", flush=True)
+
+    try:
+        got = wait_for_slot(slot, earlier_waiting=earlier_waiting, on_wait=on_wait, stop=stop.requested)
+    except KeyboardInterrupt:
+        got = False
+    if not got:
+        status.state, status.ended = "stopped", time.time()
+        run.write_status(status)
+        return 0
+    run.write_status(status)
+    try:
+        if launcher.type == "local":
+            return execute(run.path, resume=resume, install_signals=False, stop=stop)
+        try:
+            cmd = accelerate_command(run, launcher, resume=resume)
+        except UserError as exc:
+            status.state, status.error = (
+                "failed",
+                {"kind": "bad_input", "message": exc.message, "hint": exc.hint},
+            )
+            run.write_status(status)
+            print(f"tui-ft: {exc}", file=sys.stderr, flush=True)
+            return 2
+        env = dict(os.environ, TUI_FT_SUPERVISOR_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
+        child = subprocess.Popen(cmd, env=env, start_new_session=True)
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:  # a stop "now": the workers' group goes at once
+                try:
+                    os.killpg(child.pid, signal.SIGTERM)
+                    child.wait(timeout=20)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    os.killpg(child.pid, signal.SIGKILL)
+        final = run.read_status()
+        if final is None or not final.is_final:
+            final = final or status
+            final.state, final.ended = ("stopped" if stop.now else "failed"), time.time()
+            if not stop.now:
+                from tui_ft.runs.registry import log_tail
+
+                tail = [line for line in log_tail(run, 20) if line.strip()]
+                final.error = {
+                    "kind": "error",
+                    "message": f"a training process exited with status {code}: {tail[-1] if tail else ''}",
+                    "hint": f"see {run.log_file}",
+                }
+            run.write_status(final)
+        return code
+    finally:
+        slot.release()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tui_ft.engine.runner")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--worker", action="store_true", help="one of several processes under accelerate")
     args = parser.parse_args(argv)
-    return execute(args.run_dir, resume=args.resume, install_signals=True)
+    if args.worker:
+        return execute(args.run_dir, resume=args.resume, install_signals=True)
+    return supervise(args.run_dir, resume=args.resume)
 
 
 if __name__ == "__main__":

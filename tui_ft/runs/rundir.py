@@ -43,6 +43,7 @@ class Status:
     last_checkpoint: str | None = None
     output_dir: str | None = None
     world_size: int = 1
+    devices: list[str] | None = None
     device: str | None = None
     model: str | None = None
     adapter: str | None = None
@@ -121,6 +122,12 @@ class EventWriter:
 
     def close(self) -> None:
         self._fh.close()
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,188 @@
+"""Runs that outlive the terminal: detach, SIGHUP, stop, resume, crash, queue, several processes.
+
+Real runner processes on the demo model (CPU). Waits poll the run's status file with generous
+deadlines; nothing here asserts on timings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import tui_ft_command
+from tui_ft.engine.runner import execute
+from tui_ft.recipe import load_recipe
+from tui_ft.runs.prepare import create_run
+from tui_ft.runs.registry import find_run, refresh
+from tui_ft.runs.rundir import read_events
+
+pytestmark = pytest.mark.slow
+
+STEPS = 10
+COMMON = [
+    f"training.max_steps={STEPS}",
+    "training.logging_steps=1",
+    "training.save_steps=4",
+    "training.save_total_limit=10",
+    "data.eval_split=0",
+    "training.eval_strategy=no",
+    "training.per_device_train_batch_size=4",
+]
+
+
+def cli(env, *args, timeout=300):
+    return subprocess.run([*tui_ft_command(), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def detach(env, *extra) -> str:
+    sets = [a for s in [*COMMON, *extra] for a in ("--set", s)]
+    proc = cli(env, "train", "sft-lora", *sets, "--detach", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["id"]
+
+
+def wait_for(run, predicate, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = refresh(run)
+        if status is not None and predicate(status):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; last status {refresh(run)}; log:\n{run.log_file.read_text()[-2000:]}")
+
+
+def train_losses(run) -> dict[int, float]:
+    """Loss per step; after a resume, the later segment's events replace the earlier ones."""
+    losses: dict[int, float] = {}
+    for event in read_events(run.events_file)[0]:
+        if event["type"] == "resume":
+            losses = {s: v for s, v in losses.items() if s <= event["step"]}
+        if event["type"] == "train" and "loss" in event:
+            losses[event["step"]] = event["loss"]
+    return losses
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo_ws):
+    """The reference: the same recipe trained straight through, in this process."""
+    loaded = load_recipe("sft-lora", COMMON, cache_dir=demo_ws.cache)
+    run = create_run(loaded, demo_ws)
+    assert execute(run.path) == 0
+    return train_losses(run)
+
+
+def test_detached_run_survives_its_shell_exiting_and_sighup(cli_env, demo_ws):
+    sets = " ".join(f"--set {s}" for s in COMMON)
+    command = " ".join(tui_ft_command())
+    shell = subprocess.Popen(
+        ["bash", "-c", f"{command} train sft-lora {sets} --detach --json > id.json; sleep 60"],
+        cwd=demo_ws.root,
+        env=cli_env,
+        start_new_session=True,
+    )
+    id_file = demo_ws.root / "id.json"
+    deadline = time.monotonic() + 60
+    while not (id_file.exists() and id_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run = find_run(demo_ws, json.loads(id_file.read_text())["id"])
+    wait_for(run, lambda s: s.state == "running")
+    os.killpg(shell.pid, signal.SIGHUP)  # the terminal goes away: its shell and process group get SIGHUP
+    shell.wait(timeout=10)
+    status = wait_for(run, lambda s: s.is_final)
+    assert status.state == "completed" and status.step == STEPS
+    assert (run.final / "adapter_config.json").exists()
+
+
+def test_stop_then_resume_matches_an_uninterrupted_run(cli_env, demo_ws, uninterrupted):
+    run = find_run(demo_ws, detach(cli_env))
+    wait_for(run, lambda s: s.state == "running" and s.step >= 5)
+    proc = cli(cli_env, "stop", run.id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    stopped = json.loads(proc.stdout)
+    assert stopped["state"] == "stopped"
+    status = refresh(run)
+    step = status.step
+    assert 5 <= step < STEPS
+    # a graceful stop leaves a complete checkpoint at the step it stopped on
+    assert (run.checkpoints / f"checkpoint-{step}" / "trainer_state.json").exists()
+
+    proc = cli(cli_env, "resume", run.id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["state"] == "completed"
+    losses = train_losses(run)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    assert refresh(run).step == STEPS
+    for s in range(1, STEPS + 1):
+        assert losses[s] == pytest.approx(uninterrupted[s], abs=1e-4), (s, losses[s], uninterrupted[s])
+
+
+def test_kill_9_is_crashed_and_resume_completes(cli_env, demo_ws, uninterrupted):
+    run = find_run(demo_ws, detach(cli_env))
+    status = wait_for(run, lambda s: s.state == "running" and s.step >= 6)
+    os.kill(status.pid, signal.SIGKILL)
+    status = wait_for(run, lambda s: s.is_final, timeout=30)
+    assert status.state == "crashed"
+    assert "resume" in status.error["hint"]
+    listed = json.loads(cli(cli_env, "runs", "--json").stdout)
+    assert next(r for r in listed if r["id"] == run.id)["state"] == "crashed"
+
+    proc = cli(cli_env, "resume", run.id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["state"] == "completed"
+    losses = train_losses(run)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    assert losses[STEPS] == pytest.approx(uninterrupted[STEPS], abs=1e-4)
+
+
+def test_two_runs_on_one_device_run_one_after_the_other(cli_env, demo_ws):
+    first = find_run(demo_ws, detach(cli_env))
+    second = find_run(demo_ws, detach(cli_env))
+    wait_for(second, lambda s: s.state == "queued" or s.is_final)
+    assert refresh(second).state == "queued", "the second run must wait while the first holds the CPU"
+    a = wait_for(first, lambda s: s.is_final)
+    b = wait_for(second, lambda s: s.is_final)
+    assert a.state == b.state == "completed"
+    events = read_events(second.events_file)[0]
+    started = next(e["t"] for e in events if e["type"] == "start")
+    assert started >= a.ended - 0.5
+    assert any(e["type"] == "state" and e["state"] == "queued" for e in events)
+
+
+def test_stop_a_queued_run_leaves_the_queue(cli_env, demo_ws):
+    first = find_run(demo_ws, detach(cli_env))
+    second = find_run(demo_ws, detach(cli_env))
+    wait_for(second, lambda s: s.state == "queued")
+    assert cli(cli_env, "stop", second.id).returncode == 0
+    assert wait_for(second, lambda s: s.is_final, timeout=30).state == "stopped"
+    assert cli(cli_env, "stop", first.id, "--now").returncode == 0
+    assert wait_for(first, lambda s: s.is_final, timeout=30).state == "stopped"
+
+
+def test_ddp_two_processes_through_accelerate(cli_env, demo_ws):
+    run = find_run(
+        demo_ws,
+        detach(cli_env, "launcher.type=accelerate", "launcher.num_processes=2", "launcher.config=ddp"),
+    )
+    status = wait_for(run, lambda s: s.is_final, timeout=600)
+    assert status.state == "completed", (status.error, run.log_file.read_text()[-3000:])
+    events = read_events(run.events_file)[0]
+    config = next(e for e in events if e["type"] == "config")
+    start = [e for e in events if e["type"] == "start"]
+    assert len(start) == 1 and start[0]["world_size"] == 2, "rank 0 alone writes events"
+    steps = [e["step"] for e in events if e["type"] == "train"]
+    assert steps == list(range(1, STEPS + 1)), "one event per step: only rank 0 writes"
+    assert config["method"] == "sft"
+    assert status.world_size == 2
+    assert (run.final / "adapter_config.json").exists()
+
+
+def test_unknown_run_id_exits_2_with_closest(cli_env, demo_ws):
+    run = find_run(demo_ws, "last")
+    wrong = run.id[:-2] + "zz"
+    proc = cli(cli_env, "stop", wrong)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "closest:" in proc.stderr and run.id[:8] in proc.stderr
