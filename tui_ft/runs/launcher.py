@@ -27,7 +27,7 @@ def spawn_runner(run: RunDir, *, detach: bool, resume: bool = False) -> subproce
     env["PYTHONUNBUFFERED"] = "1"
     log = open(run.log_file, "ab")  # noqa: SIM115 - handed to the child; closed below in the parent
     try:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             runner_command(run, resume=resume),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -38,3 +38,10 @@ def spawn_runner(run: RunDir, *, detach: bool, resume: bool = False) -> subproce
         )
     finally:
         log.close()
+    # Record the pid now, so a reader never mistakes a run whose runner is still importing for a
+    # crashed one. The runner rewrites the status with the same pid once it is up.
+    status = run.read_status()
+    if status is not None and status.pid is None:
+        status.pid = proc.pid
+        run.write_status(status)
+    return proc

@@ -61,8 +61,8 @@ def refresh(run: RunDir) -> Status | None:
         return status
     if pid_alive(status.pid):
         return status
-    if status.state == "queued" and status.pid is None:
-        return status
+    if status.pid is None and time.time() - status.created < 30:
+        return status  # just created; its runner is being started
     # Re-read: the runner may have written its final state between our read and the liveness check.
     again = run.read_status()
     if again is not None and (again.is_final or pid_alive(again.pid)):
