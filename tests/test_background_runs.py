@@ -186,3 +186,40 @@ def test_unknown_run_id_exits_2_with_closest(cli_env, demo_ws):
     proc = cli(cli_env, "stop", wrong)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "closest:" in proc.stderr and run.id[:8] in proc.stderr
+
+
+def _mount_tmpfs(path, size_bytes) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)], capture_output=True)
+    return proc.returncode == 0
+
+
+def test_disk_full_while_checkpointing_fails_cleanly(demo_ws, tmp_path):
+    """A real small filesystem fills up during a checkpoint: `failed`, kind disk_full, the earlier
+    checkpoint complete and resumable."""
+    from tui_ft.runs.registry import last_complete_checkpoint, list_checkpoints
+    from tui_ft.workspace import Workspace
+
+    sets = [*COMMON, "training.save_steps=2", "training.max_steps=40"]
+    probe = create_run(load_recipe("sft-lora", [*sets, "training.max_steps=2"], cache_dir=demo_ws.cache), demo_ws)
+    assert execute(probe.path) == 0
+    one = sum(f.stat().st_size for f in (probe.checkpoints / "checkpoint-2").iterdir())
+
+    ws = Workspace(tmp_path / "home")
+    ws.root.mkdir()
+    for name in ("models", "data", "cache"):
+        (ws.root / name).symlink_to(getattr(demo_ws, name))
+    if not _mount_tmpfs(ws.runs, int(one * 1.6) + 64 * 1024):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        run = create_run(load_recipe("sft-lora", sets, cache_dir=ws.cache), ws)
+        code = execute(run.path)
+        status = run.read_status()
+        assert code == 1 and status.state == "failed", status
+        assert status.error["kind"] == "disk_full", status.error
+        assert "space" in status.error["message"].lower() or "disk" in status.error["message"].lower()
+        assert all(c.complete for c in list_checkpoints(run))
+        last = last_complete_checkpoint(run)
+        assert last is not None and last.step == 2
+    finally:
+        subprocess.run(["umount", "-l", str(ws.runs)], check=False)

@@ -238,8 +238,43 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
         from tui_ft.engine.errors import translate_exception
 
         failure: WorkFailed = translate_exception(exc)
+        if failure.kind == "error" and _disk_nearly_full(run.path):
+            # torch.save on a full disk reports a zip-writer position error, not ENOSPC
+            failure = WorkFailed(
+                f"the disk holding {run.path} is full ({failure.message})",
+                kind="disk_full",
+                hint="free space, or set training.save_total_limit to keep fewer checkpoints; then resume",
+            )
+        if failure.kind == "disk_full" and rank0:
+            removed = _remove_incomplete_checkpoints(run)
+            if removed:
+                failure.message += f" (removed the incomplete {', '.join(removed)}; earlier checkpoints are intact)"
         print(f"tui-ft: {failure}", file=sys.stderr, flush=True)
         return finish("failed", 1, {"kind": failure.kind, "message": failure.message, "hint": failure.hint})
+
+
+def _disk_nearly_full(path: Path, margin: int = 8 * 1024 * 1024) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free < margin
+    except OSError:
+        return False
+
+
+def _remove_incomplete_checkpoints(run: RunDir) -> list[str]:
+    """Delete checkpoints cut short (a full disk mid-save): they cannot be resumed from, and the space
+    they hold is what lets the run record why it failed."""
+    import shutil
+
+    from tui_ft.runs.registry import list_checkpoints
+
+    removed = []
+    for checkpoint in list_checkpoints(run):
+        if not checkpoint.complete:
+            shutil.rmtree(checkpoint.path, ignore_errors=True)
+            removed.append(checkpoint.path.name)
+    return removed
 
 
 def _last_eval_step(run: RunDir) -> int | None:
