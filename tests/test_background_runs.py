@@ -139,25 +139,29 @@ def test_kill_9_is_crashed_and_resume_completes(cli_env, demo_ws, uninterrupted)
 
 
 def test_two_runs_on_one_device_run_one_after_the_other(cli_env, demo_ws):
-    first = find_run(demo_ws, detach(cli_env))
+    first = find_run(demo_ws, detach(cli_env, "training.max_steps=100000"))  # runs until stopped
+    wait_for(first, lambda s: s.state == "running")
     second = find_run(demo_ws, detach(cli_env))
-    wait_for(second, lambda s: s.state == "queued" or s.is_final)
-    assert refresh(second).state == "queued", "the second run must wait while the first holds the CPU"
+    assert wait_for(second, lambda s: s.state == "queued" or s.is_final).state == "queued"
+    assert refresh(first).state == "running"
+    assert cli(cli_env, "stop", first.id).returncode == 0
     a = wait_for(first, lambda s: s.is_final)
     b = wait_for(second, lambda s: s.is_final)
-    assert a.state == b.state == "completed"
+    assert a.state == "stopped" and b.state == "completed"
     events = read_events(second.events_file)[0]
     started = next(e["t"] for e in events if e["type"] == "start")
-    assert started >= a.ended - 0.5
+    assert started >= a.ended - 0.5, "the second run started before the first released the device"
     assert any(e["type"] == "state" and e["state"] == "queued" for e in events)
 
 
 def test_stop_a_queued_run_leaves_the_queue(cli_env, demo_ws):
-    first = find_run(demo_ws, detach(cli_env))
+    first = find_run(demo_ws, detach(cli_env, "training.max_steps=100000"))
+    wait_for(first, lambda s: s.state == "running")
     second = find_run(demo_ws, detach(cli_env))
     wait_for(second, lambda s: s.state == "queued")
     assert cli(cli_env, "stop", second.id).returncode == 0
     assert wait_for(second, lambda s: s.is_final, timeout=30).state == "stopped"
+    assert not (second.path / "checkpoints").exists(), "a run stopped in the queue never trained"
     assert cli(cli_env, "stop", first.id, "--now").returncode == 0
     assert wait_for(first, lambda s: s.is_final, timeout=30).state == "stopped"
 
