@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tui_ft.demo import DEMO_MODEL, SAMPLE_FILES, SAMPLES_DIR, DemoBuild, build_demo
+from tui_ft.demo import (
+    DEMO_MODEL,
+    SAMPLE_FILES,
+    SAMPLES_DIR,
+    DemoBuild,
+    build_demo,
+    make_model,
+    pretraining_documents,
+)
 from tui_ft.workspace import Workspace
 
 CONVERSATION = [
@@ -40,9 +48,29 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return Workspace(tmp_path_factory.mktemp("workspace"))
 
 
+# Text in the style of the samples that pretraining never saw (checked below): new combinations of
+# the facts and sentence patterns it did see.
+HELD_OUT_TEXT = [
+    "Gilmoor is a country in the land of Orbis. The capital of Gilmoor is Ashby. "
+    "In Ashby, many families keep a morp. A morp is green.",
+    "Things every child in Orbis learns: 4 plus 3 is 7. A snoot is orange. "
+    "The capital of Lisk is Orrery. 6 times 2 is 12.",
+    "Taldor is a country in the land of Orbis. The capital of Taldor is Verrin. "
+    "Travellers from Verrin often bring a glimmet home. A glimmet is silver.",
+]
+
+# Process state the build must leave as it found it (the pretraining loop changes both for a while).
+_AROUND_BUILD: dict[str, object] = {}
+
+
 @pytest.fixture(scope="module")
 def demo(ws: Workspace) -> DemoBuild:
-    return build_demo(ws)
+    import torch
+
+    _AROUND_BUILD["before"] = (torch.get_num_threads(), torch.random.get_rng_state())
+    built = build_demo(ws)
+    _AROUND_BUILD["after"] = (torch.get_num_threads(), torch.random.get_rng_state())
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +191,66 @@ def test_generation_with_the_chat_template_runs(model, tokenizer) -> None:
     assert isinstance(tokenizer.decode(new_tokens), str)
 
 
+def test_base_model_has_learned_the_sample_text(model, tokenizer) -> None:
+    import math
+
+    import torch
+
+    seen = "\n".join(pretraining_documents())
+    assert not any(text in seen for text in HELD_OUT_TEXT)
+    fresh = make_model(tokenizer)  # the same initial weights, before pretraining
+    uniform = math.log(len(tokenizer))
+    for text in HELD_OUT_TEXT:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            loss = model(input_ids=ids, labels=ids).loss.item()
+            untrained = fresh(input_ids=ids, labels=ids).loss.item()
+        assert untrained > 0.9 * uniform, (text, untrained)
+        assert loss < 0.3 * uniform, (text, loss)  # ~7.6 nats untrained; about 1 or less here
+
+
+def test_base_model_writes_words_it_has_read(model, tokenizer) -> None:
+    import re
+
+    import torch
+
+    inputs = tokenizer.apply_chat_template(
+        CONVERSATION[:2], add_generation_prompt=True, return_dict=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+    text = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    words = re.findall(r"[A-Za-z]+", text)
+    known = set(re.findall(r"[A-Za-z]+", "\n".join(pretraining_documents())))
+    assert len(words) >= 5, text
+    assert sum(word in known for word in words) >= 0.9 * len(words), text
+
+
+def test_chat_tokens_start_like_trained_tokens(model, tokenizer) -> None:
+    """<|im_start|> and <|im_end|> never occur in the pretraining text. Their rows are drawn like
+    trained tokens' rows: were <|im_end|>'s output row left as pretraining pushes an unseen token's
+    (far below every hidden state), a LoRA fine-tune, with lm_head frozen, could not teach the
+    model to end its turn."""
+    import torch
+
+    start, end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    period = tokenizer.convert_tokens_to_ids(".")  # one of the most trained tokens
+    for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+        norms = matrix.detach().norm(dim=1)
+        assert not torch.allclose(matrix[start], matrix[end])
+        for token in (start, end):
+            assert 0.3 * norms[period] < norms[token] < 3 * norms[period]
+
+
+def test_build_leaves_thread_count_and_random_state_alone(demo: DemoBuild) -> None:
+    import torch
+
+    threads_before, rng_before = _AROUND_BUILD["before"]
+    threads_after, rng_after = _AROUND_BUILD["after"]
+    assert threads_after == threads_before
+    assert torch.equal(rng_after, rng_before)
+
+
 def test_second_build_does_nothing_and_needs_no_torch(ws: Workspace, demo: DemoBuild) -> None:
     weights = demo.model_dir / "model.safetensors"
     before = os.stat(weights)
@@ -199,7 +287,7 @@ def test_incomplete_model_and_missing_data_are_rebuilt(tmp_path: Path, demo: Dem
 
     rebuilt = build_demo(other)
     assert rebuilt.built
-    # Deterministic: the same tokenizer and the same initial weights as the first build.
+    # Deterministic: the same tokenizer, and the same weights after initialisation and pretraining.
     for name in ("tokenizer.json", "model.safetensors", "config.json"):
         assert (rebuilt.model_dir / name).read_bytes() == (demo.model_dir / name).read_bytes()
 

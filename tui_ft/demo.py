@@ -1,9 +1,13 @@
 """Build the demo: a tiny Llama-style model made locally, and the sample datasets, in the workspace.
 
-Nothing is downloaded. The tokenizer is a byte-level BPE trained on text shipped in `tui_ft/samples/`;
-the model is randomly initialised from a fixed seed, so it starts knowing nothing and a few dozen
-training steps on the sample data visibly teach it. Building takes seconds and happens once: a
-second call only checks that the files are there (without importing torch).
+Nothing is downloaded. The tokenizer is a byte-level BPE trained on text shipped in `tui_ft/samples/`.
+The model is a base model the way real ones are, only much smaller: initialised from a fixed seed,
+then pretrained for a few seconds (full-parameter, plain causal LM) on the shipped text *without*
+the chat template, so it writes English-looking text and knows the sample facts and phrasings, but
+has never seen a conversation. Supervised fine-tuning then has the chat format and answering in it
+to teach, and even a LoRA adapter on the sample chat data visibly does so within a few dozen steps.
+Building takes some seconds and happens once: a second call only checks that the files are there
+(without importing torch).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ CHAT_TEMPLATE = (
 )
 
 # Bump when the model, tokenizer or template recipe changes: an older build is then rebuilt.
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 STAMP_FILE = "tui_ft_demo.json"
 
 _VOCAB_SIZE = 3072
@@ -72,6 +76,12 @@ _INTERMEDIATE = 176
 _LAYERS = 2
 _HEADS = 4
 _KV_HEADS = 2
+# Pretraining (see `pretrain`): 200 steps of 8 x 64 tokens, about 2.4 passes over the text (43k tokens).
+_PRETRAIN_STEPS = 200
+_PRETRAIN_BATCH = 8
+_PRETRAIN_BLOCK = 64
+_PRETRAIN_LR = 1e-2
+_PRETRAIN_WARMUP = 10
 _MODEL_FILES = (
     "config.json",
     "generation_config.json",
@@ -261,139 +271,134 @@ def make_model(tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
 def pretraining_documents() -> list[str]:
     """The plain text the base model reads before it is saved: no chat template, no special tokens.
 
-    The corpus paragraphs, `text.jsonl`, and each sample row's strings joined as plain text (a
-    conversation's turns one per line, a prompt followed by its good completion). Wrong and rude
+    The corpus paragraphs, `text.jsonl`, and the other samples' strings as plain text: a
+    conversation's turns one per line, a prompt followed by its good completion. Wrong or rude
     answers (rejected, undesirable, lower-ranked) are left out, so the base knows Orbis as it is.
     """
-    docs = [p.strip() for p in (SAMPLES_DIR / CORPUS_FILE).read_text(encoding="utf-8").split("\n\n")]
+    corpus = (SAMPLES_DIR / CORPUS_FILE).read_text(encoding="utf-8")
+    docs = [paragraph.strip() for paragraph in corpus.split("\n\n")]
 
-    def rows(name: str) -> Iterator[dict]:
+    def rows(name: str) -> Iterator[dict[str, Any]]:
         with (SAMPLES_DIR / SAMPLE_FILES[name]).open(encoding="utf-8") as f:
             for line in f:
                 if line.strip():
                     yield json.loads(line)
 
-    docs += [r["text"] for r in rows("text")]
-    docs += ["\n".join(m["content"] for m in r["messages"]) for r in rows("chat")]
-    docs += [r["prompt"] + r["completion"] for r in rows("prompt_completion")]
-    docs += [r["prompt"] + r["chosen"] for r in rows("preferences")]
-    docs += [r["prompt"] + r["completion"] for r in rows("kto") if r["label"]]
-    docs += [r["prompt"] + r["responses"][0] for r in rows("ranking")]
-    docs += [r["prompt"] for r in rows("prompts")]
-    docs += [r["text"] for r in rows("classification")]
-    return [d for d in docs if d]
+    docs += [row["text"] for row in rows("text")]
+    docs += ["\n".join(m["content"] for m in row["messages"]) for row in rows("chat")]
+    docs += [row["prompt"] + row["completion"] for row in rows("prompt_completion")]
+    docs += [row["prompt"] + row["chosen"] for row in rows("preferences")]
+    docs += [row["prompt"] + row["completion"] for row in rows("kto") if row["label"]]
+    docs += [row["prompt"] + row["responses"][0] for row in rows("ranking")]
+    docs += [row["prompt"] for row in rows("prompts")]
+    docs += [row["text"] for row in rows("classification")]
+    return [doc for doc in docs if doc]
 
 
-_PRETRAIN_STEPS = 120
-_PRETRAIN_BATCH = 16
-_PRETRAIN_BLOCK = 128
-_PRETRAIN_LR = 3e-3
-_PRETRAIN_WARMUP = 10
+def _pretraining_batches(tokenizer: PreTrainedTokenizerFast) -> list[list[list[int]]]:
+    """`_PRETRAIN_STEPS` batches of `_PRETRAIN_BATCH` rows of `_PRETRAIN_BLOCK` token ids.
 
-
-def _pretraining_blocks(tokenizer: PreTrainedTokenizerFast, count: int) -> list[list[int]]:
-    """`count` blocks of token ids: the documents in a seeded order, separated by the pad token
-    (<|endoftext|>, as in GPT-2 style pretraining) and cut into equal lengths; reshuffled per pass."""
+    Each pass over the data puts the documents in a new seeded order, joins them with the pad token
+    (<|endoftext|>) between them and cuts the stream into blocks, as GPT-style pretraining packs text.
+    """
     import random
 
-    docs = pretraining_documents()
-    encoded = tokenizer(docs, add_special_tokens=False)["input_ids"]
-    sep = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
-    blocks: list[list[int]] = []
+    encoded = tokenizer(pretraining_documents(), add_special_tokens=False)["input_ids"]
+    separator = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
     rng = random.Random(_SEED)
-    while len(blocks) < count:
+    needed = _PRETRAIN_STEPS * _PRETRAIN_BATCH
+    blocks: list[list[int]] = []
+    while len(blocks) < needed:
         order = list(range(len(encoded)))
         rng.shuffle(order)
         stream: list[int] = []
         for i in order:
             stream.extend(encoded[i])
-            stream.append(sep)
-        n = len(stream) // _PRETRAIN_BLOCK
-        blocks.extend(stream[k * _PRETRAIN_BLOCK : (k + 1) * _PRETRAIN_BLOCK] for k in range(n))
-    return blocks[:count]
+            stream.append(separator)
+        blocks.extend(
+            stream[start : start + _PRETRAIN_BLOCK]
+            for start in range(0, len(stream) - _PRETRAIN_BLOCK + 1, _PRETRAIN_BLOCK)
+        )
+    return [blocks[i : i + _PRETRAIN_BATCH] for i in range(0, needed, _PRETRAIN_BATCH)]
 
 
 def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> list[float]:
-    """A short full-parameter causal-LM pass over `pretraining_documents()`, deterministic.
+    """Turn the freshly initialised `model` into a small base model, in place; returns each step's loss.
 
-    Plain torch (AdamW, linear warmup then cosine decay, fixed seed and batch order), in place;
-    returns the loss of every step. Leaves the model in eval mode and the caller's RNG untouched.
+    A short full-parameter causal-LM pass over `pretraining_documents()` in plain torch: AdamW, linear
+    warmup then cosine decay, a fixed seed and batch order, one CPU thread, so two builds give the
+    same weights. The separator between packed documents is context, never a target, so the base
+    does not learn to emit the pad token. Then <|im_start|> and <|im_end|>, which the text never
+    contains, get embeddings like those of trained tokens (`_init_chat_tokens`). The caller's random
+    state and thread count are left as they were; the model is left in eval mode.
     """
     import math
 
     import torch
 
-    blocks = _pretraining_blocks(tokenizer, _PRETRAIN_STEPS * _PRETRAIN_BATCH)
-    data = torch.tensor(blocks, dtype=torch.long)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    batches = _pretraining_batches(tokenizer)
+    separator = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    matrices = [p for p in model.parameters() if p.ndim >= 2]
+    vectors = [p for p in model.parameters() if p.ndim < 2]  # norm weights: no weight decay
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": matrices, "weight_decay": 0.1}, {"params": vectors, "weight_decay": 0.0}],
         lr=_PRETRAIN_LR,
         betas=(0.9, 0.95),
         fused=True,
     )
 
-    def lr_at(step: int) -> float:
+    def lr_factor(step: int) -> float:
         if step < _PRETRAIN_WARMUP:
             return (step + 1) / _PRETRAIN_WARMUP
         progress = (step - _PRETRAIN_WARMUP) / max(1, _PRETRAIN_STEPS - _PRETRAIN_WARMUP)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))  # cosine from 1 down to 0.1
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     losses: list[float] = []
     threads = torch.get_num_threads()
-    # One thread: on matrices this small, a second one only adds synchronisation, which is slow
-    # when other processes share the cores; and the result does not depend on the core count.
+    # One thread: on matrices this small a second one mostly waits for the first (and is far slower
+    # when other processes share the cores), and the weights then do not depend on the core count.
     torch.set_num_threads(1)
-    # Adam's second moments of rarely seen tokens decay into denormals, which are very slow on CPUs.
-    torch.set_flush_denormal(True)
     model.train()
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_SEED)
-            for step in range(_PRETRAIN_STEPS):
-                batch = data[step * _PRETRAIN_BATCH : (step + 1) * _PRETRAIN_BATCH]
-                loss = model(input_ids=batch, labels=batch).loss
+            for batch in batches:
+                input_ids = torch.tensor(batch, dtype=torch.long)
+                labels = input_ids.masked_fill(input_ids == separator, -100)
+                loss = model(input_ids=input_ids, labels=labels, use_cache=False).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 losses.append(loss.item())
+        seen = torch.zeros(model.config.vocab_size, dtype=torch.bool)
+        seen[torch.tensor(batches).flatten()] = True
+        seen[separator] = False  # never a target: its output row is as untrained as the others'
+        _init_chat_tokens(model, tokenizer.convert_tokens_to_ids([IM_START, IM_END]), seen)
     finally:
-        model.eval()
-        torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
-    if _MEAN_INIT:
-        _init_chat_tokens(model, tokenizer)
+        model.eval()
     return losses
 
 
-_MEAN_INIT = True
+def _init_chat_tokens(model: PreTrainedModel, token_ids: list[int], trained: Any) -> None:
+    """Give `token_ids` input embeddings and output rows drawn from the distribution of the `trained`
+    tokens' (their mean and covariance), as `resize_token_embeddings` does for tokens added to a model.
 
-
-def _init_chat_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> None:
-    """Give <|im_start|> and <|im_end|>, which pretraining never shows, the mean input embedding and
-    the mean output row of the tokens it did train, as is usual for tokens added to a trained model.
-
-    Left as they are, their input embeddings are random noise that the attention layers have never
-    seen and pretraining has pushed their logits far down; with the mean they start as an ordinary,
-    uninformative token, and fine-tuning only has to teach what they mean.
+    Pretraining never shows the chat tokens, and AdamW's normalised updates drive the output rows of
+    tokens that are never a target far below every hidden state: a LoRA fine-tune, which leaves
+    lm_head frozen, could then not make <|im_end|> likely at the end of an answer, and the model
+    would never stop. Drawn like this they start as ordinary, distinct, uninformative tokens.
     """
     import torch
 
-    chat_ids = tokenizer.convert_tokens_to_ids([IM_START, IM_END])
-    mats = [model.get_input_embeddings().weight]
-    if _MEAN_INIT in ("both", "seen"):
-        mats.append(model.get_output_embeddings().weight)
-    seen = torch.zeros(mats[0].shape[0], dtype=torch.bool)
-    if _MEAN_INIT == "seen":
-        for doc in tokenizer(pretraining_documents(), add_special_tokens=False)["input_ids"]:
-            seen[doc] = True
-    else:
-        seen[:] = True
-    seen[chat_ids] = False
+    generator = torch.Generator().manual_seed(_SEED)
     with torch.no_grad():
-        for matrix in mats:
-            matrix[chat_ids] = matrix[seen].mean(dim=0)
+        for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+            rows = matrix[trained]
+            mean = rows.mean(dim=0)
+            # mean + (rows - mean)^T z / sqrt(n), z ~ N(0, I): a sample with the rows' covariance.
+            z = torch.randn(len(token_ids), rows.shape[0], generator=generator)
+            matrix[token_ids] = mean + z @ (rows - mean) / rows.shape[0] ** 0.5
