@@ -35,7 +35,9 @@ COMMON = [
 
 
 def cli(env, *args, timeout=300):
-    return subprocess.run([*tui_ft_command(), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*tui_ft_command(), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def detach(env, *extra) -> str:
@@ -194,7 +196,9 @@ def test_unknown_run_id_exits_2_with_closest(cli_env, demo_ws):
 
 def _mount_tmpfs(path, size_bytes) -> bool:
     path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)], capture_output=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)], capture_output=True
+    )
     return proc.returncode == 0
 
 
@@ -205,7 +209,9 @@ def test_disk_full_while_checkpointing_fails_cleanly(demo_ws, tmp_path):
     from tui_ft.workspace import Workspace
 
     sets = [*COMMON, "training.save_steps=2", "training.max_steps=40"]
-    probe = create_run(load_recipe("sft-lora", [*sets, "training.max_steps=2"], cache_dir=demo_ws.cache), demo_ws)
+    probe = create_run(
+        load_recipe("sft-lora", [*sets, "training.max_steps=2"], cache_dir=demo_ws.cache), demo_ws
+    )
     assert execute(probe.path) == 0
     one = sum(f.stat().st_size for f in (probe.checkpoints / "checkpoint-2").iterdir())
 

@@ -24,7 +24,14 @@ def assert_clean_failure(proc, status=2):
 @pytest.mark.slow
 def test_train_json_then_generate_json(cli_env):
     proc = tui_ft(
-        cli_env, "train", "sft-lora", "--set", "training.max_steps=4", "--set", "training.eval_steps=2", "--json"
+        cli_env,
+        "train",
+        "sft-lora",
+        "--set",
+        "training.max_steps=4",
+        "--set",
+        "training.eval_steps=2",
+        "--json",
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -37,7 +44,9 @@ def test_train_json_then_generate_json(cli_env):
 
 
 def test_data_check_json_fields(cli_env, demo_ws):
-    proc = tui_ft(cli_env, "data", "check", "chat.jsonl", "--tokenizer", "demo-tiny", "--max-length", "48", "--json")
+    proc = tui_ft(
+        cli_env, "data", "check", "chat.jsonl", "--tokenizer", "demo-tiny", "--max-length", "48", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["format"] == "messages" and doc["rows"] == 400 and doc["columns"] == ["messages"]
@@ -76,9 +85,19 @@ training:
     ("model", "data", "sets", "expect"),
     [
         ("demo-tiny", "nothere.jsonl", [], ":5: data.train: no such file: nothere.jsonl"),
-        ("demo-tinny", "chat.jsonl", [], ":3: model.name: no model 'demo-tinny' here\n  hint: did you mean demo-tiny?"),
+        (
+            "demo-tinny",
+            "chat.jsonl",
+            [],
+            ":3: model.name: no model 'demo-tinny' here\n  hint: did you mean demo-tiny?",
+        ),
         ("demo-tiny", "chat.jsonl", ["training.max_step=3"], "training.max_step: unknown key for method sft"),
-        ("demo-tiny", "chat.jsonl", ["training.learning_rate=fast"], "training.learning_rate: got str 'fast'"),
+        (
+            "demo-tiny",
+            "chat.jsonl",
+            ["training.learning_rate=fast"],
+            "training.learning_rate: got str 'fast'",
+        ),
     ],
 )
 def test_train_bad_recipe_exits_2_before_anything_runs(cli_env, demo_ws, tmp_path, model, data, sets, expect):
@@ -103,7 +122,9 @@ def test_preference_data_given_to_sft_exits_2_naming_formats(cli_env, tmp_path):
 def test_qlora_without_bitsandbytes_says_so_before_loading(cli_env, tmp_path):
     fake = tmp_path / "site"
     (fake / "bitsandbytes").mkdir(parents=True)
-    (fake / "bitsandbytes" / "__init__.py").write_text("raise ImportError('libbitsandbytes_cuda.so: cannot open')\n")
+    (fake / "bitsandbytes" / "__init__.py").write_text(
+        "raise ImportError('libbitsandbytes_cuda.so: cannot open')\n"
+    )
     env = dict(cli_env, PYTHONPATH=str(fake))
     proc = tui_ft(env, "train", "sft-qlora", "--set", "training.max_steps=1")
     assert_clean_failure(proc)

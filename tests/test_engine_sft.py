@@ -118,7 +118,9 @@ def test_qlora_recipe_with_evaluation_changes_every_adapter_after_eval(demo_ws):
     from safetensors.torch import load_file
 
     run, _ = run_recipe(
-        demo_ws, "sft-qlora", "training.eval_strategy=steps",
+        demo_ws,
+        "sft-qlora",
+        "training.eval_strategy=steps",
         "training.eval_steps=4",
         "training.save_steps=4",
         "training.save_total_limit=5",
@@ -154,6 +156,8 @@ def test_packing_activation_checkpointing_and_8bit_optimizer(demo_ws):
 
 
 def test_8bit_quantized_lora(demo_ws):
-    run, _ = run_recipe(demo_ws, "sft-lora", "model.quantization=8bit", "data.eval_split=0", "training.eval_strategy=no")
+    run, _ = run_recipe(
+        demo_ws, "sft-lora", "model.quantization=8bit", "data.eval_split=0", "training.eval_strategy=no"
+    )
     assert config_event(run)["quantization"] == "8bit"
     assert (run.final / "adapter_config.json").exists()

@@ -35,11 +35,11 @@ HEAVY = ["torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "ac
 @pytest.mark.parametrize("module", LIGHT_MODULES)
 def test_module_imports_nothing_heavy(module):
     code = (
-        f"import sys, {module}\n"
-        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
-        "print(','.join(heavy))\n"
+        f"import sys, {module}\nheavy = [m for m in {HEAVY!r} if m in sys.modules]\nprint(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "", f"{module} imports {out} at load time"
 
 
@@ -50,7 +50,8 @@ def test_domain_never_imports_textual():
     offenders = [
         str(p.relative_to(root))
         for p in root.rglob("*.py")
-        if "ui" not in p.relative_to(root).parts[:1] and "textual" in p.read_text()
+        if "ui" not in p.relative_to(root).parts[:1]
+        and "textual" in p.read_text()
         and ("import textual" in p.read_text() or "from textual" in p.read_text())
     ]
     assert offenders == []

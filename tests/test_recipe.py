@@ -55,7 +55,9 @@ def test_overrides_are_typed(cache, tmp_path):
     )
     r = loaded.recipe
     assert r.training["max_steps"] == 50 and isinstance(r.training["max_steps"], int)
-    assert r.training["learning_rate"] == pytest.approx(1e-3) and isinstance(r.training["learning_rate"], float)
+    assert r.training["learning_rate"] == pytest.approx(1e-3) and isinstance(
+        r.training["learning_rate"], float
+    )
     assert r.adapter.r == 8 and r.data.packing is True
     assert r.name == "r"
 
@@ -108,7 +110,10 @@ def test_missing_section_and_bad_yaml(cache, tmp_path):
 
 def test_quantized_full_training_is_refused(cache):
     with pytest.raises(RecipeError) as info:
-        validate_recipe(yaml.safe_load(BASE) | {"adapter": {"type": "full"}, "model": {"name": "x", "quantization": "4bit"}})
+        validate_recipe(
+            yaml.safe_load(BASE)
+            | {"adapter": {"type": "full"}, "model": {"name": "x", "quantization": "4bit"}}
+        )
     assert info.value.field == "adapter.type"
 
 

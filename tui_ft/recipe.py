@@ -131,7 +131,9 @@ class Recipe(_Section):
 
         names = ["auto", *(f.value for f in Format)]
         if data.format not in names:
-            raise ValueError(f"data.format: unknown format {data.format!r}; expected one of {', '.join(names)}")
+            raise ValueError(
+                f"data.format: unknown format {data.format!r}; expected one of {', '.join(names)}"
+            )
         return data
 
     @field_validator("name")

@@ -51,10 +51,7 @@ def _kinds_of(annotation: Any) -> tuple[tuple[str, ...], tuple[str, ...] | None]
     kinds: list[str] = []
     choices: list[str] | None = None
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        members = typing.get_args(annotation)
-    else:
-        members = (annotation,)
+    members = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else (annotation,)
     for member in members:
         m_origin = typing.get_origin(member)
         if member is type(None):

@@ -248,7 +248,9 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
         if failure.kind == "disk_full" and rank0:
             removed = _remove_incomplete_checkpoints(run)
             if removed:
-                failure.message += f" (removed the incomplete {', '.join(removed)}; earlier checkpoints are intact)"
+                failure.message += (
+                    f" (removed the incomplete {', '.join(removed)}; earlier checkpoints are intact)"
+                )
         print(f"tui-ft: {failure}", file=sys.stderr, flush=True)
         return finish("failed", 1, {"kind": failure.kind, "message": failure.message, "hint": failure.hint})
 

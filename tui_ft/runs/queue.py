@@ -89,4 +89,3 @@ def wait_for_slot(
             on_wait()
             announced = True
         time.sleep(poll)
-

@@ -5,6 +5,7 @@ Cheap (reads small files, no torch), so the UI can call it on every refresh.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui_ft.errors import NotFoundError, UserError
-from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status
+from tui_ft.runs.rundir import RunDir, Status
 from tui_ft.workspace import Workspace
 
 ACTIVE_STATES = ("queued", "starting", "running", "stopping")
@@ -174,7 +175,9 @@ def list_checkpoints(run: RunDir) -> list[Checkpoint]:
         metrics: dict = {}
         for entry in state.get("log_history", []):
             if entry.get("step") == step:
-                metrics.update({k: v for k, v in entry.items() if k in ("loss", "eval_loss", "learning_rate", "epoch")})
+                metrics.update(
+                    {k: v for k, v in entry.items() if k in ("loss", "eval_loss", "learning_rate", "epoch")}
+                )
         found.append(Checkpoint(step, path, complete, metrics))
     return found
 
@@ -215,10 +218,8 @@ def _signal_group(pid: int, sig: int) -> None:
             return
     except (ProcessLookupError, PermissionError):
         pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def wait_until_final(run: RunDir, timeout: float) -> Status | None:
@@ -234,4 +235,3 @@ def kill_now(run: RunDir) -> None:
     status = run.read_status()
     if status and status.pid and pid_alive(status.pid):
         _signal_group(status.pid, signal.SIGKILL)
-
