@@ -1,6 +1,6 @@
 """tui-ft's engine against a plain TRL script: same model, data, seed and settings; same losses, same speed?
 
-    .venv/bin/python bench/engine_vs_trl.py [--recipe sft-lora] [--steps 30] [--repeats 3] [--check]
+    .venv/bin/python bench/engine_vs_trl.py [--recipe sft-lora] [--steps 60] [--repeats 5] [--check]
 
 One invocation builds the demo in a temporary workspace ($TUI_FT_HOME), turns the recipe into run
 directories, and trains the same thing `--repeats` times on each side, every training in its own fresh
@@ -14,9 +14,16 @@ hits both sides alike:
      read with `datasets.load_dataset("json", ...)`, `SFTTrainer` + `SFTConfig` with the same settings,
      and a small callback that records loss and num_tokens at every log, with a timestamp.
 
+The recipe runs with evaluation off and a log at every step (`base_overrides`); both trainings use
+`--threads` torch threads (default 1: on a small shared machine two threads per training mostly wait
+for each other).
+
 Throughput, computed identically for both: (num_tokens at the last log - num_tokens at the first log) /
 (time of the last log - time of the first log). Model loading, data preparation and the first step are
 outside that window. Each side's figure is the median over its runs; the ratio is tui-ft / plain TRL.
+Two cross-checks are printed with it: the median of the per-pair ratios (each pair ran back to back, so
+slow drifts in the machine's load cancel) and the same ratio in tokens per CPU-second of the training
+process (sampled from /proc; other processes delay a run more than they add to its CPU time).
 Losses are compared at every logged step.
 
 Exit status 0 (it is a benchmark), unless a side fails to train (1), the recipe cannot be reproduced
@@ -27,6 +34,7 @@ than 1e-6 (1).
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import shutil
@@ -79,10 +87,16 @@ def plain_trl(spec: dict[str, Any], out: Path) -> None:
     if spec.get("chat_template"):
         tokenizer.chat_template = spec["chat_template"]
 
+    gpu = torch.cuda.is_available()
+    bf16 = gpu and torch.cuda.is_bf16_supported()
+
     set_seed(spec["seed"])
     model_kwargs = {}
     if spec.get("dtype", "auto") != "auto":
         model_kwargs["dtype"] = getattr(torch, spec["dtype"])
+    elif gpu:  # half-precision weights on a GPU (fp16 only under an adapter: a frozen base)
+        full = spec["adapter"]["type"] in ("full", "freeze")
+        model_kwargs["dtype"] = torch.bfloat16 if bf16 else torch.float32 if full else torch.float16
     if spec.get("attn_implementation", "auto") != "auto":
         model_kwargs["attn_implementation"] = spec["attn_implementation"]
     model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs)
@@ -110,20 +124,20 @@ def plain_trl(spec: dict[str, Any], out: Path) -> None:
     else:
         loss_args = {}
 
-    gpu = torch.cuda.is_available()
-    bf16 = gpu and torch.cuda.is_bf16_supported()
+    training = dict(spec["training"])
+    checkpointing = training.pop("activation_checkpointing", training.pop("gradient_checkpointing", False))
+    if "bf16" not in training and "fp16" not in training:
+        training.update(bf16=bf16, fp16=gpu and not bf16)
     config = SFTConfig(
         output_dir=spec["output_dir"],
         report_to="none",
         disable_tqdm=True,
-        activation_checkpointing=False,
+        activation_checkpointing=checkpointing,
         max_length=spec["max_length"],
         packing=spec["packing"],
-        bf16=bf16,
-        fp16=gpu and not bf16,
         use_cpu=not gpu,
         **loss_args,
-        **spec["training"],
+        **training,
     )
     log = LossLog()
     trainer = SFTTrainer(
@@ -204,9 +218,7 @@ def plain_spec(recipe_yaml: dict[str, Any], model_dir: Path, output_dir: Path) -
             f"data.train {data['train']}: TRL reads messages, prompt/completion or text rows as they are"
         )
     if problems:
-        raise SystemExit(
-            "engine_vs_trl: the plain TRL script cannot reproduce this recipe: " + "; ".join(problems)
-        )
+        raise ValueError("the plain TRL script cannot reproduce this recipe: " + "; ".join(problems))
     chat_template = model.get("chat_template")
     if chat_template and Path(chat_template).expanduser().is_file():
         chat_template = Path(chat_template).expanduser().read_text()
@@ -255,32 +267,82 @@ def child_env(home: Path, label: str, threads: int | None) -> dict[str, str]:
     return env
 
 
-def run_child(cmd: list[str], env: dict[str, str], log: Path) -> float:
+class Sampler:
+    """CPU time (user + system, all threads) of a child process, read from /proc every few milliseconds
+    with the wall-clock time of each reading (Linux; elsewhere it records nothing)."""
+
+    INTERVAL = 0.01
+
+    def __init__(self, pid: int):
+        self.path = Path(f"/proc/{pid}/stat")
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.times: list[float] = []
+        self.cpu: list[float] = []
+
+    def sample(self) -> None:
+        try:
+            fields = self.path.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return
+        # after "pid (comm)": state is field 0, utime field 11, stime field 12
+        self.times.append(time.time())
+        self.cpu.append((int(fields[11]) + int(fields[12])) / self.tick)
+
+    def at(self, t: float) -> float | None:
+        """CPU seconds used by time `t`, interpolated between the readings around it."""
+        i = bisect.bisect_left(self.times, t)
+        if i == 0 or i >= len(self.times):
+            return None
+        t0, t1 = self.times[i - 1], self.times[i]
+        c0, c1 = self.cpu[i - 1], self.cpu[i]
+        return c0 + (c1 - c0) * (t - t0) / (t1 - t0) if t1 > t0 else c1
+
+
+def run_child(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, Sampler]:
+    """Run one training in a fresh process, sampling its CPU time; exits 1 if it fails."""
     started = time.time()
     with open(log, "w") as fh:
-        code = subprocess.call(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    if code != 0:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        sampler = Sampler(proc.pid)
+        while proc.poll() is None:
+            sampler.sample()
+            time.sleep(Sampler.INTERVAL)
+    if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        print(f"\nengine_vs_trl: {' '.join(cmd)} failed (exit {code}); end of {log}:\n{tail}", file=sys.stderr)
+        print(
+            f"\nengine_vs_trl: {' '.join(cmd)} failed (exit {proc.returncode}); end of {log}:\n{tail}",
+            file=sys.stderr,
+        )
         raise SystemExit(1)
-    return time.time() - started
+    return time.time() - started, sampler
+
+
+def cpu_throughput(logs: list[dict[str, Any]], sampler: Sampler) -> float | None:
+    """Tokens per CPU-second of the training process between the first and the last log: less swayed
+    than wall time by other processes on a shared machine (they delay the run; they do not add to its
+    CPU time, cache and memory contention aside)."""
+    if len(logs) < 2:
+        return None
+    c0, c1 = sampler.at(logs[0]["t"]), sampler.at(logs[-1]["t"])
+    if c0 is None or c1 is None or c1 <= c0:
+        return None
+    return (logs[-1]["num_tokens"] - logs[0]["num_tokens"]) / (c1 - c0)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Comparing and printing
 
 
-def compare_losses(engine_runs, plain_runs):
-    """Per-step losses of the first run of each side, and the largest |engine - plain| over all pairs
-    of runs (engine run i against plain run i) and all logged steps."""
+def compare_losses(engine_runs, plain_runs) -> tuple[float, bool, bool]:
+    """The largest |engine - plain| loss over all logged steps of every pair of runs (engine run i
+    against plain run i), whether both logged the same steps, and whether they saw the same tokens."""
     max_diff = 0.0
-    steps_match = True
-    tokens_match = True
-    for eng, pln in zip(engine_runs, plain_runs):
+    steps_match = tokens_match = True
+    for eng, pln in zip(engine_runs, plain_runs, strict=True):
         if [r["step"] for r in eng] != [r["step"] for r in pln]:
             steps_match = False
             continue
-        for a, b in zip(eng, pln):
+        for a, b in zip(eng, pln, strict=True):
             max_diff = max(max_diff, abs(a["loss"] - b["loss"]))
             tokens_match &= a["num_tokens"] == b["num_tokens"]
     return max_diff, steps_match, tokens_match
@@ -290,45 +352,103 @@ def spread(runs) -> float:
     """Largest difference between runs of the same side at one step (0 when the side is deterministic)."""
     worst = 0.0
     for other in runs[1:]:
-        for a, b in zip(runs[0], other):
+        for a, b in zip(runs[0], other, strict=False):
             worst = max(worst, abs(a["loss"] - b["loss"]))
     return worst
 
 
-def fmt_rate(value: float | None) -> str:
-    return f"{value:9.1f}" if value is not None else "      n/a"
+def median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v]
+    return statistics.median(known) if known else None
+
+
+def fmt(value: float | None, width: int = 8) -> str:
+    return f"{value:{width}.1f}" if value is not None else f"{'n/a':>{width}}"
+
+
+def print_losses(engine_runs, plain_runs, repeats: int) -> tuple[float, bool]:
+    max_diff, steps_match, tokens_match = compare_losses(engine_runs, plain_runs)
+    print("\nloss at every logged step (run 1 of each side):")
+    print(f"  {'step':>5}  {'tui-ft engine':>16}  {'plain TRL':>16}  {'|diff|':>10}  {'num_tokens':>10}")
+    plain_by_step = {r["step"]: r for r in plain_runs[0]}
+    for r in engine_runs[0]:
+        p = plain_by_step.get(r["step"])
+        plain_loss = f"{p['loss']:16.10f}" if p else f"{'-':>16}"
+        diff = f"{abs(r['loss'] - p['loss']):10.3e}" if p else f"{'-':>10}"
+        print(f"  {r['step']:>5}  {r['loss']:16.10f}  {plain_loss}  {diff}  {int(r['num_tokens']):>10}")
+    if not steps_match:
+        print("  the two sides logged different steps")
+    if not tokens_match:
+        print("  the two sides saw different numbers of tokens at some step")
+    identical = steps_match and tokens_match and max_diff <= LOSS_TOLERANCE
+    print(
+        f"loss identical: {'yes' if identical else 'no'} (max |diff| = {max_diff:.3e} over {repeats} "
+        f"pair(s) of runs; tolerance {LOSS_TOLERANCE:g})"
+    )
+    spread_e, spread_p = spread(engine_runs), spread(plain_runs)
+    if spread_e or spread_p:
+        print(f"  run-to-run spread within a side: engine {spread_e:.3e}, plain TRL {spread_p:.3e}")
+    return max_diff, identical
+
+
+# ---------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Train the same recipe with tui-ft's engine and with a plain TRL script; compare "
-        "losses and tokens/s."
+        description="Train the same recipe with tui-ft's engine and with a plain TRL script, each in "
+        "fresh processes; compare the loss at every step and the tokens/s."
     )
     parser.add_argument("--recipe", default="sft-lora", help="a shipped recipe name or a recipe file")
-    parser.add_argument("--steps", type=int, default=30, help="training steps per run (default 30)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per side (default 3)")
+    parser.add_argument("--steps", type=int, default=60, help="training steps per run (default 60)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per side (default 5)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="extra recipe override for both sides, e.g. training.per_device_train_batch_size=4",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a recipe override for both sides, e.g. training.per_device_train_batch_size=4",
     )
     parser.add_argument(
-        "--threads", type=int, metavar="N",
-        help="CPU threads for torch in both trainings (OMP_NUM_THREADS); 1 steadies figures on a busy machine",
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch CPU threads in both trainings (OMP_NUM_THREADS; default 1, steadier on a shared "
+        "machine); 0 leaves torch's default",
     )
-    parser.add_argument("--check", action="store_true", help=f"exit 1 below {RATIO_GOAL} or on a loss diff")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary workspace and print it")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 if the tokens/s ratio is below {RATIO_GOAL} or a loss differs by more than "
+        f"{LOSS_TOLERANCE:g}",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary workspace (logs, runs)")
     parser.add_argument("--worker", nargs=3, metavar=("SIDE", "SPEC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
         side, spec, out = args.worker
-        assert side == "plain", side
+        if side != "plain":
+            parser.error(f"unknown worker {side}")
         plain_trl(json.loads(Path(spec).read_text()), Path(out))
         return 0
     if args.steps < 3 or args.repeats < 1:
         parser.error("--steps must be at least 3 and --repeats at least 1")
 
+    home = Path(tempfile.mkdtemp(prefix="tui-ft-bench-")).resolve()
+    try:
+        return bench(args, home)
+    finally:
+        if args.keep:
+            print(f"workspace kept: {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def bench(args, home: Path) -> int:
     import yaml
 
     from tui_ft.demo import build_demo
@@ -338,137 +458,107 @@ def main(argv: list[str] | None = None) -> int:
     from tui_ft.runs.prepare import create_run
     from tui_ft.workspace import Workspace
 
-    home = Path(tempfile.mkdtemp(prefix="tui-ft-bench-")).resolve()
+    ws = Workspace(home)
+    print(f"workspace {home}: building the demo ...", flush=True)
+    build_demo(ws)
     try:
-        ws = Workspace(home)
-        print(f"workspace {home}: building the demo ...", flush=True)
-        build_demo(ws)
+        loaded = load_recipe(args.recipe, base_overrides(args.steps) + args.overrides, cache_dir=ws.cache)
+        runs = [create_run(loaded, ws) for _ in range(args.repeats)]
+    except UserError as exc:
+        print(f"engine_vs_trl: {exc}", file=sys.stderr)
+        return 2
+    resolved = yaml.safe_load(runs[0].recipe_file.read_text())
+    model_dir = Path(resolve_model(resolved["model"]["name"], ws).path)
+    specs = []
+    for i in range(args.repeats):
         try:
-            loaded = load_recipe(args.recipe, base_overrides(args.steps) + args.overrides, cache_dir=ws.cache)
-            runs = [create_run(loaded, ws) for _ in range(args.repeats)]
-        except UserError as exc:
+            spec = plain_spec(resolved, model_dir, home / "plain" / f"run-{i + 1}")
+        except ValueError as exc:
             print(f"engine_vs_trl: {exc}", file=sys.stderr)
             return 2
-        resolved = yaml.safe_load(runs[0].recipe_file.read_text())
-        model_dir = Path(resolve_model(resolved["model"]["name"], ws).path)
-        specs = []
-        for i in range(args.repeats):
-            spec = plain_spec(resolved, model_dir, home / "plain" / f"run-{i + 1}")
-            path = home / "plain" / f"spec-{i + 1}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(spec, indent=1))
-            specs.append(path)
+        path = home / "plain" / f"spec-{i + 1}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(spec, indent=1))
+        specs.append(path)
 
-        print(
-            f"recipe {args.recipe} ({resolved['adapter']['type']}, {args.steps} steps, logging every step), "
-            f"{args.repeats} run(s) per side, each in a fresh process, alternating A B / B A:",
-            flush=True,
-        )
-        engine_runs: list[list[dict]] = []
-        plain_runs: list[list[dict]] = []
-        engine_rates: list[float | None] = []
-        plain_rates: list[float | None] = []
-        for i in range(args.repeats):
-            order = ("engine", "plain") if i % 2 == 0 else ("plain", "engine")
-            for side in order:
-                if side == "engine":
-                    run = runs[i]
-                    wall = run_child(
-                        [sys.executable, "-m", "tui_ft.engine.runner", str(run.path)],
-                        child_env(home, f"engine-{i + 1}", args.threads),
-                        home / f"engine-{i + 1}.log",
-                    )
-                    logs = engine_logs(run.path)
-                    engine_runs.append(logs)
-                    engine_rates.append(throughput(logs))
-                else:
-                    out = home / "plain" / f"logs-{i + 1}.json"
-                    wall = run_child(
-                        [sys.executable, str(HERE), "--worker", "plain", str(specs[i]), str(out)],
-                        child_env(home, f"plain-{i + 1}", args.threads),
-                        home / f"plain-{i + 1}.log",
-                    )
-                    logs = json.loads(out.read_text())["logs"]
-                    plain_runs.append(logs)
-                    plain_rates.append(throughput(logs))
-                label = "A tui-ft engine" if side == "engine" else "B plain TRL   "
-                rate = throughput(logs)
-                print(
-                    f"  run {i + 1} {label}  {fmt_rate(rate)} tokens/s over steps "
-                    f"{logs[0]['step'] if logs else '-'}..{logs[-1]['step'] if logs else '-'}"
-                    f"   ({wall:.1f} s in all)",
-                    flush=True,
-                )
+    threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default threads"
+    print(
+        f"recipe {args.recipe} ({resolved['adapter']['type']}, {args.steps} steps, logging every step, "
+        f"{threads}); {args.repeats} run(s) per side, each in a fresh process, in the order A B, B A, ...",
+        flush=True,
+    )
+    print(f"  {'':22}{'tokens/s':>10}{'tokens/CPU-s':>14}{'process':>10}")
+    results: dict[str, dict[str, list]] = {
+        side: {"logs": [], "rate": [], "cpu_rate": []} for side in ("engine", "plain")
+    }
+    for i in range(args.repeats):
+        for side in ("engine", "plain") if i % 2 == 0 else ("plain", "engine"):
+            env = child_env(home, f"{side}-{i + 1}", args.threads)
+            log = home / f"{side}-{i + 1}.log"
+            if side == "engine":
+                cmd = [sys.executable, "-m", "tui_ft.engine.runner", str(runs[i].path)]
+                wall, sampler = run_child(cmd, env, log)
+                logs = engine_logs(runs[i].path)
+            else:
+                out = home / "plain" / f"logs-{i + 1}.json"
+                cmd = [sys.executable, str(HERE), "--worker", "plain", str(specs[i]), str(out)]
+                wall, sampler = run_child(cmd, env, log)
+                logs = json.loads(out.read_text())["logs"]
+            rate, cpu_rate = throughput(logs), cpu_throughput(logs, sampler)
+            results[side]["logs"].append(logs)
+            results[side]["rate"].append(rate)
+            results[side]["cpu_rate"].append(cpu_rate)
+            label = "A tui-ft engine" if side == "engine" else "B plain TRL"
+            print(f"  run {i + 1} {label:16}  {fmt(rate, 10)}{fmt(cpu_rate, 14)}{wall:9.1f}s", flush=True)
 
-        # -- losses --------------------------------------------------------------------------------
-        max_diff, steps_match, tokens_match = compare_losses(engine_runs, plain_runs)
-        print("\nloss at every logged step (run 1 of each side):")
-        print(f"  {'step':>5}  {'tui-ft engine':>16}  {'plain TRL':>16}  {'|diff|':>10}  {'tokens':>8}")
-        by_step = {r["step"]: r for r in plain_runs[0]}
-        for r in engine_runs[0]:
-            p = by_step.get(r["step"])
-            pl = f"{p['loss']:16.10f}" if p else f"{'-':>16}"
-            diff = f"{abs(r['loss'] - p['loss']):10.3e}" if p else f"{'-':>10}"
-            print(f"  {r['step']:>5}  {r['loss']:16.10f}  {pl}  {diff}  {int(r['num_tokens']):>8}")
-        losses_ok = steps_match and tokens_match and max_diff <= LOSS_TOLERANCE
-        if not steps_match:
-            print("  the two sides logged different steps")
-        if not tokens_match:
-            print("  the two sides saw different numbers of tokens at some step")
-        print(
-            f"loss identical: {'yes' if losses_ok else 'no'} (max |diff| = {max_diff:.3e} over "
-            f"{args.repeats} pair(s) of runs; tolerance {LOSS_TOLERANCE:g})"
-        )
-        spread_e, spread_p = spread(engine_runs), spread(plain_runs)
-        if spread_e or spread_p:
-            print(f"  run-to-run spread within a side: engine {spread_e:.3e}, plain {spread_p:.3e}")
+    engine, plain = results["engine"], results["plain"]
+    max_diff, identical = print_losses(engine["logs"], plain["logs"], args.repeats)
 
-        # -- throughput ----------------------------------------------------------------------------
-        e_ok = [r for r in engine_rates if r]
-        p_ok = [r for r in plain_rates if r]
-        e_med = statistics.median(e_ok) if e_ok else None
-        p_med = statistics.median(p_ok) if p_ok else None
-        ratio = e_med / p_med if e_med and p_med else None
-        print(
-            f"\ntokens/s between the first and last log, median of {args.repeats} run(s):\n"
-            f"  tui-ft engine {fmt_rate(e_med)}   (runs: {', '.join(fmt_rate(r).strip() for r in engine_rates)})\n"
-            f"  plain TRL     {fmt_rate(p_med)}   (runs: {', '.join(fmt_rate(r).strip() for r in plain_rates)})"
-        )
-        print(
-            f"tokens/s ratio (tui-ft / plain TRL): {ratio:.3f} (goal >= {RATIO_GOAL})"
-            if ratio
-            else "tokens/s ratio (tui-ft / plain TRL): n/a"
-        )
+    e_rate, p_rate = median(engine["rate"]), median(plain["rate"])
+    e_cpu, p_cpu = median(engine["cpu_rate"]), median(plain["cpu_rate"])
+    ratio = e_rate / p_rate if e_rate and p_rate else None
+    cpu_ratio = e_cpu / p_cpu if e_cpu and p_cpu else None
+    paired = median([a / b for a, b in zip(engine["rate"], plain["rate"], strict=True) if a and b])
+    first, last = engine["logs"][0][0]["step"], engine["logs"][0][-1]["step"]
+    print(f"\nthroughput between the logs of steps {first} and {last}, median of {args.repeats} run(s):")
+    print(f"  {'':16}{'tokens/s':>10}{'tokens/CPU-s':>14}")
+    print(f"  {'tui-ft engine':16}{fmt(e_rate, 10)}{fmt(e_cpu, 14)}")
+    print(f"  {'plain TRL':16}{fmt(p_rate, 10)}{fmt(p_cpu, 14)}")
+    if args.repeats > 1 and paired:
+        print(f"cross-checks: median of the per-pair ratios {paired:.3f}", end="")
+        print(f", tokens per CPU-second ratio {cpu_ratio:.3f}" if cpu_ratio else "")
+    print(
+        f"tokens/s ratio (tui-ft / plain TRL): {ratio:.3f} (goal >= {RATIO_GOAL})"
+        if ratio
+        else "tokens/s ratio (tui-ft / plain TRL): n/a"
+    )
 
-        if args.json:
-            args.json.write_text(
-                json.dumps(
-                    {
-                        "recipe": args.recipe,
-                        "steps": args.steps,
-                        "repeats": args.repeats,
-                        "ratio": ratio,
-                        "engine_tokens_per_s": e_med,
-                        "plain_tokens_per_s": p_med,
-                        "engine_runs_tokens_per_s": engine_rates,
-                        "plain_runs_tokens_per_s": plain_rates,
-                        "max_loss_diff": max_diff,
-                        "loss_identical": losses_ok,
-                        "engine_losses": [r["loss"] for r in engine_runs[0]],
-                        "plain_losses": [r["loss"] for r in plain_runs[0]],
-                    },
-                    indent=1,
-                )
-                + "\n"
-            )
-        if args.check and (ratio is None or ratio < RATIO_GOAL or not losses_ok):
-            return 1
-        return 0
-    finally:
-        if args.keep:
-            print(f"workspace kept: {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+    if args.json:
+        figures = {
+            "recipe": args.recipe,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "threads": args.threads,
+            "ratio": ratio,
+            "paired_ratio": paired,
+            "cpu_ratio": cpu_ratio,
+            "engine_tokens_per_s": e_rate,
+            "plain_tokens_per_s": p_rate,
+            "engine_tokens_per_cpu_s": e_cpu,
+            "plain_tokens_per_cpu_s": p_cpu,
+            "engine_runs_tokens_per_s": engine["rate"],
+            "plain_runs_tokens_per_s": plain["rate"],
+            "engine_runs_tokens_per_cpu_s": engine["cpu_rate"],
+            "plain_runs_tokens_per_cpu_s": plain["cpu_rate"],
+            "max_loss_diff": max_diff,
+            "loss_identical": identical,
+            "engine_losses": [r["loss"] for r in engine["logs"][0]],
+            "plain_losses": [r["loss"] for r in plain["logs"][0]],
+        }
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    if args.check and (ratio is None or ratio < RATIO_GOAL or not identical):
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

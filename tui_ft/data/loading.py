@@ -1019,11 +1019,15 @@ def load_for_training(
     method: str,
     base_dir: Path | None = None,
     ranking_mode: str = "all",
+    cache_dir: Path | None = None,
 ) -> LoadedData:
     """Read, validate, normalise and convert a dataset for `method` into a `datasets.Dataset`.
 
     Every row is validated; any problem raises one DataError naming the first (path:line: field)
     and counting the rest. A format the method cannot use raises before the rows are validated.
+    With `cache_dir`, the dataset is written there and memory-mapped back (as `load_dataset` does):
+    training reads it as fast as a hub dataset, and the trainer's tokenized copies are cached beside it
+    instead of held in memory.
     """
     source = ref if isinstance(ref, DatasetSource) else open_dataset(ref, base_dir=base_dir)
     path = source.path
@@ -1061,6 +1065,10 @@ def load_for_training(
             path=path,
             hint="a field must have the same type on every row",
         ) from None
+    out.clear()  # the rows now live in the Arrow table
+    if cache_dir is not None:
+        dataset.save_to_disk(str(cache_dir))
+        dataset = datasets.load_from_disk(str(cache_dir))
     return LoadedData(dataset=dataset, format=fmt, source=path, rows=rows)
 
 

@@ -161,7 +161,7 @@ class RunRecorder(TrainerCallback):
             self._emit("train", step=step, **metrics)
         self.status.step = step
         self.status.epoch = state.epoch
-        self._save_status(force=True)
+        self._save_status(force="loss" not in metrics)  # plain train logs: at most once a second
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:

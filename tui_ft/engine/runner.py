@@ -56,12 +56,21 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         if events is not None:
             events.write("message", step=status.step, text=message, **fields)
 
-    train = load_for_training(recipe.data.train, method=recipe.method, ranking_mode=recipe.data.ranking_pairs)
+    data_cache = run.path / "data"  # memory-mapped copies, as load_dataset makes (see load_for_training)
+    train = load_for_training(
+        recipe.data.train,
+        method=recipe.method,
+        ranking_mode=recipe.data.ranking_pairs,
+        cache_dir=data_cache / "train",
+    )
     note(f"data: {train.rows} rows of {train.format.value} from {train.source}")
     train_ds, eval_ds = train.dataset, None
     if recipe.data.eval:
         evald = load_for_training(
-            recipe.data.eval, method=recipe.method, ranking_mode=recipe.data.ranking_pairs
+            recipe.data.eval,
+            method=recipe.method,
+            ranking_mode=recipe.data.ranking_pairs,
+            cache_dir=data_cache / "eval",
         )
         eval_ds = evald.dataset
     elif recipe.data.eval_split > 0:
