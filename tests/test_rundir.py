@@ -1,0 +1,80 @@
+"""Run directory contract: atomic status, events tailing that survives torn lines, ids, crash marking."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tui_ft.runs.registry import find_run, list_runs, refresh
+from tui_ft.runs.rundir import EventWriter, RunDir, Status, new_run_id, read_events
+from tui_ft.workspace import Workspace
+
+
+def test_torn_last_line_is_left_for_the_next_read(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with EventWriter(path) as events:
+        events.write("train", step=1, loss=2.0)
+        events.write("train", step=2, loss=1.5)
+    with open(path, "a") as fh:
+        fh.write('{"t": 1, "type": "train", "step": 3, "lo')  # a writer killed mid-line
+    got, offset = read_events(path)
+    assert [e["step"] for e in got] == [1, 2]
+    with open(path, "a") as fh:
+        fh.write('ss": 1.2}\n')
+    more, offset2 = read_events(path, offset)
+    assert [e["step"] for e in more] == [3] and offset2 == path.stat().st_size
+    assert read_events(path, offset2) == ([], offset2)
+
+
+def test_garbage_line_is_skipped_and_nan_survives(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with EventWriter(path) as events:
+        events.write("train", step=1, loss=float("nan"))
+    with open(path, "a") as fh:
+        fh.write("not json at all\n")
+    with EventWriter(path) as events:
+        events.write("train", step=2, loss=1.0)
+    got, _ = read_events(path)
+    assert [e["step"] for e in got] == [1, 2]
+    assert got[0]["loss"] != got[0]["loss"]  # NaN is kept, so a watchdog can see it
+
+
+def test_run_ids_sort_by_time_and_stay_unique(tmp_path):
+    from datetime import datetime
+
+    now = datetime(2026, 11, 22, 1, 45, 12)
+    first = new_run_id("sft lora!", tmp_path, now)
+    assert first == "20261122-014512-sft-lora"
+    (tmp_path / first).mkdir()
+    assert new_run_id("sft lora!", tmp_path, now) == "20261122-014512-sft-lora-2"
+
+
+def test_status_writes_are_atomic_and_tolerant(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    run.write_status(Status(id="r", name="r", method="sft", state="running", pid=os.getpid()))
+    assert not list(run.path.glob(".*.tmp")), "no temporary file is left behind"
+    data = json.loads(run.status_file.read_text())
+    data["future_key"] = 1  # a newer writer's key: readers ignore it
+    run.status_file.write_text(json.dumps(data))
+    assert run.read_status().state == "running"
+    run.status_file.write_text("{")  # unreadable: None, not an exception
+    assert run.read_status() is None
+
+
+def test_a_run_whose_process_is_gone_is_crashed(tmp_path):
+    ws = Workspace(tmp_path).ensure()
+    run = RunDir(ws.runs / "20261122-000000-x")
+    run.path.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run.log_file.write_text("step 3\nKilled\n")
+    run.write_status(Status(id=run.id, name="x", method="sft", state="running", pid=gone.pid, created=0))
+    status = refresh(run)
+    assert status.state == "crashed"
+    assert "Killed" in status.error["message"] and run.id in status.error["hint"]
+    assert [i.status.state for i in list_runs(ws)] == ["crashed"]
+    assert find_run(ws, "last").id == run.id
+    assert find_run(ws, "000000-x").id == run.id
