@@ -159,3 +159,24 @@ def test_generate_unknown_model_exits_2(cli_env):
     proc = tui_ft(cli_env, "generate", "demo-tin", "--prompt", "hi")
     assert_clean_failure(proc)
     assert "did you mean demo-tiny" in proc.stderr
+
+
+@pytest.mark.slow
+def test_deepspeed_launcher_without_deepspeed_says_so(cli_env):
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed here")
+    proc = tui_ft(
+        cli_env,
+        "train",
+        "sft-lora",
+        "--set",
+        "launcher.type=accelerate",
+        "--set",
+        "launcher.config=deepspeed-zero2",
+        "--set",
+        "training.max_steps=1",
+    )
+    assert_clean_failure(proc)
+    assert "DeepSpeed" in proc.stderr and "tui-ft[deepspeed]" in proc.stderr

@@ -289,10 +289,12 @@ def _print_outcome(run, status) -> None:
         )
     else:
         err = status.error or {}
-        console.print(f"[red]{status.state}[/] {run.id}: {err.get('message', '')}", highlight=False)
+        console.print(f"[red]{status.state}[/] {run.id}: ", end="")
+        # the message and hint are the user's and the libraries' words: no markup, no wrapping
+        console.print(err.get("message", ""), markup=False, highlight=False, soft_wrap=True)
         if err.get("hint"):
-            console.print(f"  hint: {err['hint']}", highlight=False)
-        console.print(f"  log:  {run.log_file}")
+            console.print(f"  hint: {err['hint']}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"  log:  {run.log_file}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _ago(ts: float | None) -> str:
@@ -341,11 +343,11 @@ def cmd_runs(args, ws: Workspace) -> int:
             "eval_loss",
             "path",
         ):
-            console.print(f"{key:>10}  {doc[key]}", highlight=False)
+            console.print(f"{key:>10}  {doc[key]}", highlight=False, markup=False)
         if status.error:
-            console.print(f"{'error':>10}  {status.error.get('message')}", highlight=False)
+            console.print(f"{'error':>10}  {status.error.get('message')}", highlight=False, markup=False)
             if status.error.get("hint"):
-                console.print(f"{'hint':>10}  {status.error['hint']}", highlight=False)
+                console.print(f"{'hint':>10}  {status.error['hint']}", highlight=False, markup=False)
         table = Table("checkpoint", "step", "complete", "loss", "eval_loss", box=None, header_style="bold")
         for c in checkpoints:
             table.add_row(
