@@ -37,7 +37,7 @@ def test_train_json_then_generate_json(cli_env):
     doc = json.loads(proc.stdout)
     assert doc["state"] == "completed" and doc["step"] == 4 and doc["final"]
     assert isinstance(doc["loss"], float) and isinstance(doc["eval_loss"], float)
-    gen = tui_ft(cli_env, "generate", doc["id"], "--prompt", "What is the capital of Avaria?", "--json")
+    gen = tui_ft(cli_env, "generate", doc["id"], "--prompt", "What is the capital of Korvath?", "--json")
     assert gen.returncode == 0, gen.stderr
     out = json.loads(gen.stdout)
     assert out["adapter"] is True and out["new_tokens"] > 0 and out["text"]

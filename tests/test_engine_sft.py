@@ -84,7 +84,7 @@ def test_shipped_sft_recipe_trains_reloads_and_generates(demo_ws, name):
     assert is_adapter == (name not in ("sft-full", "sft-freeze"))
     loaded = load_for_generation(run.id, demo_ws)
     assert loaded.ref.adapter == is_adapter
-    out = generate(loaded, "What is the capital of Avaria?", max_new_tokens=8)
+    out = generate(loaded, "What is the capital of Korvath?", max_new_tokens=8)
     assert out.new_tokens > 0 and out.text.strip()
 
 

@@ -78,3 +78,35 @@ def test_a_run_whose_process_is_gone_is_crashed(tmp_path):
     assert [i.status.state for i in list_runs(ws)] == ["crashed"]
     assert find_run(ws, "last").id == run.id
     assert find_run(ws, "000000-x").id == run.id
+
+
+def test_model_reference_last_is_the_newest_finished_run(tmp_path):
+    import pytest
+
+    from tui_ft.errors import NotFoundError
+    from tui_ft.modelref import resolve_model
+
+    ws = Workspace(tmp_path).ensure()
+    with pytest.raises(NotFoundError):
+        resolve_model("last", ws)
+    for name, finished in (
+        ("20261122-010000-a", True),
+        ("20261122-020000-b", True),
+        ("20261122-030000-c", False),
+    ):
+        run = ws.runs / name
+        (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+        (run / "checkpoints" / "checkpoint-2" / "adapter_config.json").write_text(
+            '{"base_model_name_or_path": "/m"}'
+        )
+        if finished:
+            (run / "final").mkdir()
+            (run / "final" / "config.json").write_text("{}")
+    assert resolve_model("last", ws).run_id == "20261122-020000-b"
+    ckpt = resolve_model("last:last", ws)
+    assert (
+        ckpt.run_id == "20261122-030000-c"
+        and ckpt.kind == "checkpoint"
+        and ckpt.adapter
+        and ckpt.base == "/m"
+    )

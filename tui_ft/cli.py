@@ -110,7 +110,7 @@ def cmd_demo(args, ws: Workspace) -> int:
         "\nThe UI is not built yet. Try:\n"
         "  tui-ft data check chat.jsonl --tokenizer demo-tiny\n"
         "  tui-ft train sft-lora\n"
-        "  tui-ft generate demo-tiny --prompt 'What is the capital of Avaria?'"
+        "  tui-ft generate demo-tiny --prompt 'What is the capital of Korvath?'"
     )
     return 0
 

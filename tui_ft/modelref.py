@@ -1,7 +1,7 @@
 """Model references, resolved the same way everywhere a model is asked for.
 
 A reference is one of: a workspace model name (`demo-tiny`), a local directory, a run id (its `final/`),
-`RUN:checkpoint-N` (or `RUN:N`, or `RUN:last`), or a hub id. Resolution reads only small files, so it
+`RUN:checkpoint-N` (or `RUN:N`, or `RUN:last`), `last` (the newest finished run), or a hub id. Resolution reads only small files, so it
 is cheap enough for the UI.
 """
 
@@ -74,6 +74,14 @@ def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> Model
     ref = ref.strip()
     if not ref:
         raise NotFoundError("no model given", field=field)
+    if ref == "last" or ref.startswith("last:"):
+        # the newest run that has a final model (or, with `last:CKPT`, the newest run)
+        runs = sorted(p for p in ws.runs.iterdir() if p.is_dir()) if ws.runs.is_dir() else []
+        if ref == "last":
+            runs = [p for p in runs if _is_model_dir(p / "final")]
+        if not runs:
+            raise NotFoundError("no finished run yet", field=field, hint="train one: tui-ft train sft-lora")
+        return resolve_model(runs[-1].name + ref.removeprefix("last"), ws, field=field)
     run_part, sep, ckpt = ref.partition(":")
     if sep and (ws.runs / run_part).is_dir():
         run_dir = ws.runs / run_part
