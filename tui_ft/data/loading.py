@@ -184,7 +184,22 @@ def _json_error(err: json.JSONDecodeError, text: str, *, jsonl: bool) -> str:
     return f"invalid JSON: {err.msg} at column {err.colno}"
 
 
-class JsonlSource(DatasetSource):
+class _ScannedSource(DatasetSource):
+    """A text file made addressable by a row-offset index (`_offsets`) built by scanning it."""
+
+    _done: bool
+    _offsets: Any
+
+    @property
+    def indexed(self) -> bool:
+        return self._done
+
+    @property
+    def rows_indexed(self) -> int:
+        return len(self._offsets)
+
+
+class JsonlSource(_ScannedSource):
     """A JSON Lines file behind a line-offset index."""
 
     kind = "jsonl"
@@ -213,14 +228,6 @@ class JsonlSource(DatasetSource):
         with path.open("rb") as f:
             if f.read(3) == _BOM:
                 self._scan_pos = self._line_start = 3
-
-    @property
-    def indexed(self) -> bool:
-        return self._done
-
-    @property
-    def rows_indexed(self) -> int:
-        return len(self._offsets)
 
     def build_index(self, progress: Progress | None = None, cancelled: Cancelled | None = None) -> bool:
         with self._index_lock:
@@ -471,7 +478,7 @@ def _csv_cell(column: str, value: str) -> Any:
     return value
 
 
-class CsvSource(DatasetSource):
+class CsvSource(_ScannedSource):
     """A CSV file with a header row, behind an index of record offsets (a field may span lines)."""
 
     kind = "csv"
@@ -485,14 +492,6 @@ class CsvSource(DatasetSource):
         self._header: list[str] | None = None
         self._done = False
         self._lock = threading.Lock()
-
-    @property
-    def indexed(self) -> bool:
-        return self._done
-
-    @property
-    def rows_indexed(self) -> int:
-        return len(self._offsets)
 
     def _physical_lines(self, f: Any, start_line: int, tracker: list[int]) -> Iterator[str]:
         """Decoded lines of `f`, recording in `tracker` [offset, line] of the next line to be read."""
