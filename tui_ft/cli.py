@@ -273,6 +273,18 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
                 progress.update(task, description="stopping")
 
 
+def _last_eval(run, keys: tuple[str, ...]) -> dict[str, float]:
+    """The given metrics from the run's last evaluation event (empty if there was none)."""
+    from tui_ft.runs.rundir import read_events
+
+    found: dict[str, float] = {}
+    events, _ = read_events(run.events_file)
+    for event in events:
+        if event.get("type") == "eval":
+            found = {k: event[k] for k in keys if isinstance(event.get(k), (int, float))}
+    return found
+
+
 def _print_outcome(run, status) -> None:
     from rich.console import Console
 
@@ -282,7 +294,15 @@ def _print_outcome(run, status) -> None:
         ev = f", eval loss {status.eval_loss:.4f}" if status.eval_loss is not None else ""
         console.print(f"[green]completed[/] {run.id}: {status.step} steps{loss}{ev}")
         console.print(f"  model: {run.final}")
-        console.print(f"  try:   tui-ft generate {run.id} --prompt '...'")
+        if status.method == "reward":
+            scores = _last_eval(run, ("eval_accuracy", "eval_margin"))
+            if scores:
+                console.print(
+                    "  eval:  " + ", ".join(f"{k.removeprefix('eval_')} {v:.3f}" for k, v in scores.items())
+                )
+            console.print(f"  try:   tui-ft train grpo-lora --set 'rewards.models=[{run.id}]'")
+        else:
+            console.print(f"  try:   tui-ft generate {run.id} --prompt '...'")
     elif status.state == "stopped":
         console.print(
             f"[yellow]stopped[/] {run.id} at step {status.step}; checkpoint: {status.last_checkpoint}"

@@ -1,8 +1,9 @@
 """Model references, resolved the same way everywhere a model is asked for.
 
 A reference is one of: a workspace model name (`demo-tiny`), a local directory, a run id (its `final/`),
-`RUN:checkpoint-N` (or `RUN:N`, or `RUN:last`), `last` (the newest finished run), or a hub id. Resolution reads only small files, so it
-is cheap enough for the UI.
+`RUN:checkpoint-N` (or `RUN:N`, or `RUN:last`), `last` (the newest finished run), a recipe name (`sft-lora`:
+the newest finished run of that recipe), or a hub id. Resolution reads only small files, so it is cheap
+enough for the UI.
 """
 
 from __future__ import annotations
@@ -69,6 +70,24 @@ def known_names(ws: Workspace) -> list[str]:
     return sorted(names)
 
 
+_RUN_STAMP = re.compile(r"^\d{8}-\d{6}-(.+?)(?:-\d+)?$")
+
+
+def newest_finished_run(ws: Workspace, name: str) -> Path | None:
+    """The newest run of the recipe called `name` that has a final model (`sft-lora` -> its last run)."""
+    if not ws.runs.is_dir() or "/" in name:
+        return None
+    found = [
+        p
+        for p in ws.runs.iterdir()
+        if p.is_dir()
+        and (m := _RUN_STAMP.match(p.name))
+        and m.group(1) == name
+        and _is_model_dir(p / "final")
+    ]
+    return max(found, default=None, key=lambda p: p.name)
+
+
 def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> ModelRef:
     """Resolve `ref` to something `from_pretrained` can load; NotFoundError (exit 2) with near names."""
     ref = ref.strip()
@@ -108,6 +127,9 @@ def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> Model
         return _describe_dir(ref, "run", final, run_id=ref)
     if (ws.models / ref).is_dir() and _is_model_dir(ws.models / ref):
         return _describe_dir(ref, "workspace", ws.models / ref)
+    named = newest_finished_run(ws, ref)
+    if named is not None:
+        return _describe_dir(ref, "run", named / "final", run_id=named.name)
     local = Path(ref).expanduser()
     if local.is_dir():
         if not _is_model_dir(local):

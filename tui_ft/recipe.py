@@ -96,6 +96,20 @@ class DataSpec(_Section):
     )
 
 
+class RewardsSpec(_Section):
+    """Where GRPO and RLOO get their rewards: trained reward models and/or Python functions."""
+
+    models: list[str] = Field(
+        default_factory=list,
+        description="reward models: a reward run (id or recipe name), a directory or a hub id "
+        "of a sequence-classification model",
+    )
+    functions: list[str] = Field(
+        default_factory=list,
+        description="Python reward functions as FILE.py:NAME (next to the recipe) or package.module:NAME",
+    )
+
+
 class LauncherSpec(_Section):
     """How the runner starts: one process, or several under `accelerate launch`."""
 
@@ -122,6 +136,7 @@ class Recipe(_Section):
     training: dict[str, Any] = Field(
         default_factory=dict, description="the method's TRL config keys, under TRL's own names"
     )
+    rewards: RewardsSpec | None = Field(None, description="grpo and rloo: the reward models and functions")
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
 
     @field_validator("data")
@@ -145,6 +160,18 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
+        if self.method in ("grpo", "rloo"):
+            if self.rewards is None or not (self.rewards.models or self.rewards.functions):
+                raise ValueError(
+                    f"rewards: {self.method} needs at least one reward: rewards.models (a reward run or "
+                    "model) and/or rewards.functions (FILE.py:NAME)"
+                )
+        elif self.rewards is not None:
+            raise ValueError(f"rewards: only grpo and rloo use rewards; method {self.method} does not")
+        if self.adapter.type == "prompt_tuning" and self.method != "sft":
+            raise ValueError(
+                f"adapter.type: prompt tuning is offered for sft; {self.method} needs full, freeze, lora or dora"
+            )
         if self.model.quantization != "none" and self.adapter.type in ("full", "freeze"):
             raise ValueError(
                 f"adapter.type: {self.adapter.type} training cannot update {self.model.quantization} "
@@ -301,7 +328,7 @@ def validate_recipe(
         if first["type"] == "missing":
             raise recipe_error(source, lines, loc, "missing; this key is required", None, overrides) from None
         message = first["msg"].removeprefix("Value error, ")
-        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", message, re.S)
+        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", message, re.S)
         if first["type"] == "value_error" and named:
             field_path = tuple(named.group(1).split("."))
             raise recipe_error(source, lines, field_path, named.group(2), None, overrides) from None

@@ -225,4 +225,6 @@ def coerce(field: TrainingField, value: Any) -> Any:
             return value
     elif isinstance(value, list) and "list" in kinds:
         return value
+    if "list" in kinds and not isinstance(value, (dict, list)):
+        return [value]  # `loss_type: ipo` means the one-element list TRL would make of it
     raise CoercionError(f"got {type(value).__name__} {value!r}; expected {field.describe_type()}")

@@ -145,8 +145,9 @@ class RunRecorder(TrainerCallback):
         if any(k.startswith("eval_") for k in metrics):
             loss = metrics.get("eval_loss")
             if isinstance(loss, (int, float)):
-                metrics["eval_perplexity"] = math.exp(min(loss, 50.0))
                 self.status.eval_loss = loss
+                if self.status.method == "sft":  # perplexity only means something for a language-model loss
+                    metrics["eval_perplexity"] = math.exp(min(loss, 50.0))
             self._emit("eval", step=step, **metrics)
         else:
             now = time.time()

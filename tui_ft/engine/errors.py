@@ -25,6 +25,7 @@ KINDS = (
     "bitsandbytes",
     "nan",
     "interrupted",
+    "reward_function",
     "error",
 )
 

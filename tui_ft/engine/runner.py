@@ -38,10 +38,11 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
 
     from tui_ft.data.loading import load_for_training
     from tui_ft.engine.callbacks import RunRecorder
-    from tui_ft.engine.hardware import detect_hardware, precision_args
+    from tui_ft.engine.hardware import detect_hardware, precision_args, weights_dtype
     from tui_ft.engine.methods import TrainInputs, get_method
     from tui_ft.engine.models import apply_adapter, count_parameters, load_model, load_tokenizer
     from tui_ft.modelref import resolve_model
+    from tui_ft.training_fields import training_fields
 
     loaded = validate_recipe(read_run_recipe(run), source=run.recipe_file, cache_dir=ws.cache)
     recipe = loaded.recipe
@@ -86,6 +87,8 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
     )
     set_seed(seed)
     model = load_model(model_ref, recipe.model, hw, recipe.adapter.type, task=method.task)
+    if method.task == "sequence_classification":
+        model.config.pad_token_id = tokenizer.pad_token_id  # batches of scored sequences need padding
     model = apply_adapter(
         model,
         recipe.adapter,
@@ -105,9 +108,10 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         "report_to": "none",
         "disable_tqdm": True,
         "activation_checkpointing": activation_ckpt,
-        "max_length": recipe.data.max_length,
         **precision_args(hw, training),
     }
+    if "max_length" in training_fields(recipe.method, cache_dir=ws.cache):
+        config["max_length"] = recipe.data.max_length  # GRPO/RLOO bound completions instead
     if recipe.method == "sft":
         config["packing"] = recipe.data.packing
         loss_keys, which = method.config_keys(recipe, train.format.value, tokenizer)
@@ -131,11 +135,14 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         data_format=train.format.value,
         config=config,
         callbacks=[recorder],
+        load_reference=lambda: load_model(model_ref, recipe.model, hw, recipe.adapter.type, task=method.task),
+        workspace=ws,
+        dtype=weights_dtype(recipe.model.dtype, hw, recipe.adapter.type),
     )
     trainer = method.build(inputs)
     if events is not None:
         args = trainer.args
-        effective = {key: getattr(args, key, None) for key in _REPORTED_ARGS}
+        effective = {key: getattr(args, key) for key in _REPORTED_ARGS if hasattr(args, key)}
         effective["optim"] = str(getattr(args.optim, "value", args.optim))
         events.write(
             "config",
@@ -170,6 +177,11 @@ _REPORTED_ARGS = (
     "eval_strategy",
     "save_steps",
     "logging_steps",
+    "beta",  # preference and RL methods: strength of the pull towards the reference
+    "loss_type",
+    "num_generations",
+    "max_completion_length",
+    "temperature",
 )
 
 
@@ -210,7 +222,11 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
         run.write_status(status)
         events.write("state", step=status.step, state="starting", pid=os.getpid(), resume=resume)
 
+    sampler = None  # GPU/system samples into events.jsonl, so the history exists without a UI
+
     def finish(state: str, code: int, error: dict | None = None) -> int:
+        if sampler is not None:
+            sampler.stop()
         if rank0:
             status.state, status.error, status.ended = state, error, time.time()
             run.write_status(status)
@@ -228,6 +244,11 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
             checkpoint = str(last.path) if last else None
             if events is not None:
                 events.write("resume", step=last.step if last else 0, checkpoint=checkpoint)
+        if events is not None:
+            from tui_ft.monitor.recorder import SystemRecorder
+
+            interval = float(os.environ.get("TUI_FT_SYSTEM_INTERVAL", "5"))
+            sampler = SystemRecorder(events.write, interval_s=interval, step_fn=lambda: status.step).start()
         trainer.train(resume_from_checkpoint=checkpoint)
         if stop.graceful.is_set():
             return finish("stopped", 0)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tui_ft.errors import UserError
 from tui_ft.modelref import ModelRef, resolve_model
 from tui_ft.workspace import Workspace
 
@@ -29,6 +30,18 @@ class Generation:
     prompt_tokens: int
 
 
+def refuse_reward_model(resolved) -> None:
+    """A reward model scores text; it cannot write any. Say so instead of loading it as a generator."""
+    from tui_ft.engine.rewards import is_sequence_classifier
+
+    if is_sequence_classifier(resolved):
+        raise UserError(
+            f"{resolved.ref} is a reward model (it scores text, it does not generate)",
+            field="MODEL",
+            hint="use it as rewards.models in a grpo or rloo recipe; generate with a policy model or run",
+        )
+
+
 def load_for_generation(ref: str, ws: Workspace) -> LoadedModel:
     """Load a model (an adapter on its base, kept as a PeftModel) ready for `generate`."""
     from tui_ft.engine.stack import quiet_library_noise
@@ -40,6 +53,7 @@ def load_for_generation(ref: str, ws: Workspace) -> LoadedModel:
     from tui_ft.engine.models import load_tokenizer
 
     resolved = resolve_model(ref, ws)
+    refuse_reward_model(resolved)
     hw = detect_hardware()
     dtype = weights_dtype("auto", hw, "lora")
     tokenizer = load_tokenizer(resolved)

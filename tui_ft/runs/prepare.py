@@ -86,6 +86,8 @@ def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
     check_data_fits_method(data.train, recipe.method, data.format, "data.train")
     if data.eval:
         check_data_fits_method(data.eval, recipe.method, data.format, "data.eval")
+    if recipe.rewards is not None:
+        resolve_rewards(loaded, recipe, ws)
     has_eval = bool(data.eval) or data.eval_split > 0
     strategy = str(recipe.training.get("eval_strategy", "no"))
     if strategy != "no" and not has_eval:
@@ -95,6 +97,27 @@ def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
             hint="set data.eval to a file or data.eval_split to a fraction such as 0.1",
         )
     return recipe
+
+
+def resolve_rewards(loaded: LoadedRecipe, recipe: Recipe, ws: Workspace) -> None:
+    """Check every reward model is a reward model and every reward function imports; function files
+    are made absolute so the run finds them wherever it starts. Imports the user's reward modules."""
+    from tui_ft.engine.rewards import check_reward_function, check_reward_model
+    from tui_ft.errors import RecipeError
+
+    assert recipe.rewards is not None
+    for i, ref in enumerate(recipe.rewards.models):
+        try:
+            check_reward_model(ref, ws)
+        except RecipeError as exc:
+            raise loaded.error(("rewards", "models"), f"[{i}] {exc.message}", exc.hint) from None
+    resolved = []
+    for i, ref in enumerate(recipe.rewards.functions):
+        try:
+            resolved.append(check_reward_function(ref, loaded.base_dir))
+        except RecipeError as exc:
+            raise loaded.error(("rewards", "functions"), f"[{i}] {ref}: {exc.message}", exc.hint) from None
+    recipe.rewards.functions = resolved
 
 
 def create_run(loaded: LoadedRecipe, ws: Workspace, *, state: str = "starting") -> RunDir:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -113,15 +114,20 @@ class EventWriter:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run's life
+        self._lock = threading.Lock()  # the trainer and the system sampler write from two threads
 
     def write(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = {"t": round(time.time(), 3), "type": kind, **fields}
-        self._fh.write(json.dumps(event, default=_json_default, allow_nan=True) + "\n")
-        self._fh.flush()
+        line = json.dumps(event, default=_json_default, allow_nan=True) + "\n"
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.write(line)
+                self._fh.flush()
         return event
 
     def close(self) -> None:
-        self._fh.close()
+        with self._lock:
+            self._fh.close()
 
     def __enter__(self) -> EventWriter:
         return self

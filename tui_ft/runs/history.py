@@ -1,0 +1,795 @@
+"""One run's history, read incrementally from its files, and the rows of the run list.
+
+`RunHistory` tails a run directory the way the dashboard needs it: each `refresh()` reads only the
+bytes appended to events.jsonl since the previous one (a torn last line waits in memory for its end),
+turns every numeric key of `train`/`eval` events into a series (step -> value, with wall time), the
+`system` events into per-GPU and CPU/RAM series over time, and applies `resume` events (a resumed
+run supersedes the earlier segment's steps after its checkpoint; docs/events.md). The full history
+is kept; `downsample(name, width)` reduces a series for drawing without losing its extremes,
+incrementally, so a refresh costs in proportion to what was appended, not to the run's length.
+
+`RunsIndex` gives the run list's rows from status.json and a bounded tail of events.jsonl, cached by
+file size and modification time, so listing a workspace on every refresh stays cheap.
+
+No textual, no torch: the UI and the command line both use this.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint, list_checkpoints, pid_alive
+from tui_ft.runs.registry import refresh as refresh_status
+from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status
+from tui_ft.workspace import Workspace
+
+METRIC_EVENTS = ("train", "eval")
+# Keys of train/eval events that are not metrics.
+_NOT_METRICS = frozenset({"t", "type", "step"})
+# Per-process figures of `system` events that become series (docs/events.md, `system`).
+SYSTEM_KEYS = (
+    "cpu_percent",
+    "process_cpu_percent",
+    "ram_used_mb",
+    "ram_total_mb",
+    "process_rss_mb",
+    "load_1m",
+)
+GPU_KEYS = ("memory_used_mb", "memory_total_mb", "utilization_pct", "temperature_c", "power_w")
+RATE_WINDOW = 20  # (time, step) samples behind the step rate used for the ETA
+
+
+# ------------------------------------------------------------------------------------------------
+# series and downsampling
+
+
+class Series:
+    """One metric's full history: parallel lists of steps, values and wall times, in arrival order.
+
+    `generation` changes when points are removed (a resume superseded them), so caches built on the
+    old points know to start over; `len()` growing is the only other change.
+    """
+
+    __slots__ = ("name", "steps", "values", "times", "generation", "_samplers")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.steps: list[int | None] = []
+        self.values: list[float] = []
+        self.times: list[float] = []
+        self.generation = 0
+        self._samplers: dict[int, _Downsampler] = {}
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def append(self, step: int | None, value: float, t: float) -> None:
+        self.steps.append(step)
+        self.values.append(value)
+        self.times.append(t)
+
+    def drop_after(self, step: int) -> int:
+        """Remove the trailing points logged after `step`; how many were removed."""
+        n = len(self.steps)
+        keep = n
+        while keep > 0 and (self.steps[keep - 1] or 0) > step:
+            keep -= 1
+        if keep < n:
+            del self.steps[keep:], self.values[keep:], self.times[keep:]
+            self.generation += 1
+        return n - keep
+
+    def last(self) -> float | None:
+        return self.values[-1] if self.values else None
+
+    def points(self) -> SeriesPoints:
+        """A copy of every point (the full history)."""
+        return SeriesPoints(self.name, tuple(self.steps), tuple(self.values), tuple(self.times))
+
+    def downsample(self, width: int) -> SeriesPoints:
+        """At most `2 * width + 2` points keeping each bucket's extremes (see `_Downsampler`)."""
+        sampler = self._samplers.get(width)
+        if sampler is None:
+            sampler = self._samplers[width] = _Downsampler(width)
+        return sampler.update(self)
+
+
+@dataclass(frozen=True)
+class SeriesPoints:
+    """An immutable set of points of one series, ready to draw (x = steps or times)."""
+
+    name: str
+    steps: tuple[int | None, ...]
+    values: tuple[float, ...]
+    times: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class _Downsampler:
+    """Min/max bucket downsampling of one series for one width, updated incrementally.
+
+    The points are cut into buckets of `size` consecutive points, `size` a power of two chosen so there
+    are at most `width` buckets; when a series outgrows that, neighbouring buckets merge (size doubles).
+    Each bucket remembers the index of its smallest and largest value and of its first NaN (infinities
+    order as numbers). A bucket contributes its min and max, in order (a bucket with a NaN: the NaN and
+    its max, the spike that usually comes with it), and the
+    first and last points of the series are always kept. Appending k points costs O(k) (plus O(width)
+    when buckets merge); removing points (a resume) rebuilds once, in O(n).
+    """
+
+    __slots__ = ("width", "size", "full", "partial", "covered", "generation", "_cache")
+
+    def __init__(self, width: int):
+        if width < 1:
+            raise ValueError(f"width must be at least 1, got {width}")
+        self.width = width
+        self._reset(-1)
+
+    def _reset(self, generation: int) -> None:
+        self.size = 1
+        self.full: list[tuple[int, int, int]] = []  # (min index, max index, first non-finite or -1)
+        self.partial: tuple[int, int, int] | None = None
+        self.covered = 0  # points folded into full + partial
+        self.generation = generation
+        self._cache: tuple[int, SeriesPoints] | None = None
+
+    @staticmethod
+    def _merge(values: list[float], a: tuple[int, int, int] | None, b: tuple[int, int, int]):
+        """The aggregate of two neighbouring buckets (a before b)."""
+        if a is None:
+            return b
+        lo = a[0] if a[0] >= 0 and (b[0] < 0 or values[a[0]] <= values[b[0]]) else b[0]
+        hi = a[1] if a[1] >= 0 and (b[1] < 0 or values[a[1]] >= values[b[1]]) else b[1]
+        return (lo, hi, a[2] if a[2] >= 0 else b[2])
+
+    @staticmethod
+    def _point(values: list[float], i: int) -> tuple[int, int, int]:
+        # inf orders like any number (a spike); only NaN cannot be compared and is kept as a marker
+        return (-1, -1, i) if math.isnan(values[i]) else (i, i, -1)
+
+    def update(self, series: Series) -> SeriesPoints:
+        values = series.values
+        n = len(values)
+        if series.generation != self.generation or n < self.covered:
+            self._reset(series.generation)
+        if self._cache is not None and self._cache[0] == n:
+            return self._cache[1]
+        merge, point = self._merge, self._point
+        for i in range(self.covered, n):
+            self.partial = merge(values, self.partial, point(values, i))
+            self.covered = i + 1
+            if self.covered % self.size == 0:
+                self.full.append(self.partial)  # type: ignore[arg-type]
+                self.partial = None
+                if len(self.full) + 1 > self.width:
+                    self._coarsen(values)
+        result = self._emit(series, n)
+        self._cache = (n, result)
+        return result
+
+    def _coarsen(self, values: list[float]) -> None:
+        """Double the bucket size: merge pairs of full buckets; an odd one out starts the partial."""
+        full = self.full
+        merged = [self._merge(values, full[i], full[i + 1]) for i in range(0, len(full) - 1, 2)]
+        odd = full[-1] if len(full) % 2 else None
+        self.size *= 2
+        self.full = merged
+        if odd is not None:
+            self.partial = odd if self.partial is None else self._merge(values, odd, self.partial)
+
+    def _emit(self, series: Series, n: int) -> SeriesPoints:
+        if n <= 2 * self.width + 2:
+            return series.points() if n else SeriesPoints(series.name, (), (), ())
+        indices = {0, n - 1}
+        buckets = self.full + ([self.partial] if self.partial is not None else [])
+        for lo, hi, bad in buckets:
+            if bad >= 0:
+                indices.add(bad)
+                if hi >= 0:
+                    indices.add(hi)
+            else:
+                indices.add(lo)
+                indices.add(hi)
+        order = sorted(indices)
+        return SeriesPoints(
+            series.name,
+            tuple(series.steps[i] for i in order),
+            tuple(series.values[i] for i in order),
+            tuple(series.times[i] for i in order),
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# one run
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    max_steps: int | None
+    fraction: float | None  # 0..1, None when max_steps is unknown
+    steps_per_s: float | None  # over the recent samples
+    eta_s: float | None  # None when unknown or the run is not running
+    elapsed_s: float | None  # since the run started (to its end when it ended)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one `refresh()` found."""
+
+    events: int  # new events applied
+    bytes_read: int  # bytes read from events.jsonl by this refresh
+    changed: frozenset[str]  # series that changed (metrics and system)
+    resumed: bool  # a resume event superseded earlier points
+    state_change: tuple[str | None, str] | None  # (before, after) when the run's state changed
+    alert: str | None  # a sentence for people when the run ended (completed/stopped/failed/crashed)
+    watchdog: tuple[dict[str, Any], ...] = ()  # watchdog events read by this refresh
+
+
+@dataclass
+class _SegmentInfo:
+    """What the run's events say besides the series."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+    start: dict[str, Any] | None = None
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    messages: deque = field(default_factory=lambda: deque(maxlen=200))
+    watchdog: list[dict[str, Any]] = field(default_factory=list)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    states: deque = field(default_factory=lambda: deque(maxlen=100))  # `state` events, in order
+    gpu_error: str | None = None
+    gpu_names: dict[int, str] = field(default_factory=dict)
+
+
+class RunHistory:
+    """The incrementally read history of one run directory (thread-safe; one reader at a time)."""
+
+    def __init__(self, run: RunDir | Path, *, log_lines: int = 200, read_chunk: int = 1 << 20):
+        self.run = run if isinstance(run, RunDir) else RunDir(Path(run))
+        self.log_lines = log_lines
+        self.read_chunk = read_chunk
+        self._lock = threading.RLock()
+        self._reset_events()
+        self.status: Status | None = None
+        self._status_key: tuple[int, int, int] | None = None
+        self.bytes_read_total = 0  # events.jsonl bytes read over this object's life
+        self.last_bytes_read = 0
+        self.refreshes = 0
+        self.resets = 0  # times the events file was truncated or replaced and read again
+        # output.log tail
+        self._log_key: tuple[int, int] | None = None  # (inode, offset)
+        self._log_lines: deque[str] = deque(maxlen=log_lines)
+        self._log_partial = b""
+        self.log_bytes_read = 0
+        self._checkpoints: list[Checkpoint] | None = None
+
+    def _reset_events(self) -> None:
+        self._offset = 0
+        self._inode: int | None = None
+        self._pending = b""  # a torn last line, waiting for its end
+        self._metrics: dict[str, Series] = {}
+        self._system: dict[str, Series] = {}
+        self.info = _SegmentInfo()
+        self._rate: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW)
+        self.events_read = 0
+        self.last_step = 0
+        self.last_event_t: float | None = None
+        self._checkpoints = None
+
+    # -- reading ------------------------------------------------------------------------------------
+    def refresh(self) -> RefreshResult:
+        """Read what was appended since the last call and the status; cheap when nothing changed."""
+        with self._lock:
+            self.refreshes += 1
+            before = self.status.state if self.status is not None else None
+            events, nbytes = self._read_new_events()
+            changed: set[str] = set()
+            resumed = False
+            watchdog: list[dict[str, Any]] = []
+            for event in events:
+                kind = event.get("type")
+                if kind == "resume":
+                    resumed = True
+                if kind == "watchdog":
+                    watchdog.append(event)
+                changed.update(self._apply(event))
+            self.last_bytes_read = nbytes
+            self.bytes_read_total += nbytes
+            self._refresh_status()
+            after = self.status.state if self.status is not None else None
+            state_change = (before, after) if after is not None and after != before else None
+            alert = self._alert(before, after) if state_change and before is not None else None
+            if events and any(e.get("type") in ("checkpoint", "resume", "state") for e in events):
+                self._checkpoints = None
+            return RefreshResult(
+                len(events), nbytes, frozenset(changed), resumed, state_change, alert, tuple(watchdog)
+            )
+
+    def _read_new_events(self) -> tuple[list[dict[str, Any]], int]:
+        path = self.run.events_file
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if self._offset:
+                self._reset_events()
+                self.resets += 1
+            return [], 0
+        if self._inode is not None and (st.st_ino != self._inode or st.st_size < self._offset):
+            self._reset_events()  # truncated or replaced: its history is what the new file says
+            self.resets += 1
+        self._inode = st.st_ino
+        if st.st_size == self._offset:
+            return [], 0
+        events: list[dict[str, Any]] = []
+        nbytes = 0
+        with open(path, "rb") as fh:
+            fh.seek(self._offset)
+            while True:
+                chunk = fh.read(self.read_chunk)
+                if not chunk:
+                    break
+                nbytes += len(chunk)
+                self._offset += len(chunk)
+                data = self._pending + chunk
+                end = data.rfind(b"\n")
+                if end < 0:
+                    self._pending = data
+                    continue
+                self._pending = data[end + 1 :]
+                for raw in data[: end + 1].splitlines():
+                    if not raw.strip():
+                        continue
+                    try:
+                        event = json.loads(raw)
+                    except ValueError:
+                        continue  # a garbled line (docs/events.md): skipped, the rest still counts
+                    if isinstance(event, dict):
+                        events.append(event)
+        return events, nbytes
+
+    def _apply(self, event: dict[str, Any]) -> set[str]:
+        kind = event.get("type")
+        t = event.get("t")
+        t = float(t) if isinstance(t, (int, float)) else time.time()
+        step = event.get("step")
+        step = step if isinstance(step, int) and not isinstance(step, bool) else None
+        self.events_read += 1
+        self.last_event_t = t
+        info = self.info
+        changed: set[str] = set()
+        if kind in METRIC_EVENTS:
+            for key, value in event.items():
+                if key in _NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                series = self._metrics.get(key)
+                if series is None:
+                    series = self._metrics[key] = Series(key)
+                series.append(step, float(value), t)
+                changed.add(key)
+        elif kind == "system":
+            changed.update(self._apply_system(event, step, t))
+        elif kind == "resume":
+            at = step or 0
+            for name, series in self._metrics.items():
+                if series.drop_after(at):
+                    changed.add(name)
+            info.checkpoints = [c for c in info.checkpoints if (c.get("step") or 0) <= at]
+            info.resumes.append(event)
+            self._rate.clear()  # the time between the stop and the resume is not a step rate
+            self.last_step = at
+        elif kind == "checkpoint":
+            info.checkpoints.append(event)
+        elif kind == "start":
+            info.start = event
+            self._rate.clear()
+        elif kind == "config":
+            info.config = {k: v for k, v in event.items() if k not in _NOT_METRICS}
+        elif kind == "summary":
+            info.summary = {k: v for k, v in event.items() if k not in ("t", "type")}
+        elif kind == "message":
+            info.messages.append(event)
+        elif kind == "watchdog":
+            info.watchdog.append(event)
+        elif kind == "state":
+            info.states.append(event)
+        if step is not None and kind in ("train", "eval", "system", "checkpoint", "start"):
+            if step > self.last_step or kind == "start":
+                self.last_step = step
+            if kind != "eval":  # an evaluation's time is not training time
+                self._rate.append((t, step))
+        return changed
+
+    def _apply_system(self, event: dict[str, Any], step: int | None, t: float) -> set[str]:
+        changed = set()
+        for key in SYSTEM_KEYS:
+            value = event.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                changed.add(self._system_point(f"system/{key}", step, float(value), t))
+        for gpu in event.get("gpus") or ():
+            if not isinstance(gpu, dict) or not isinstance(gpu.get("index"), int):
+                continue
+            index = gpu["index"]
+            if isinstance(gpu.get("name"), str):
+                self.info.gpu_names[index] = gpu["name"]
+            for key in GPU_KEYS:
+                value = gpu.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    changed.add(self._system_point(f"gpu{index}/{key}", step, float(value), t))
+        if "gpu_error" in event:
+            self.info.gpu_error = event["gpu_error"]
+        return changed
+
+    def _system_point(self, name: str, step: int | None, value: float, t: float) -> str:
+        series = self._system.get(name)
+        if series is None:
+            series = self._system[name] = Series(name)
+        series.append(step, value, t)
+        return name
+
+    def _refresh_status(self) -> None:
+        """Re-read status.json when it changed (stat first); mark a dead runner's run crashed."""
+        key = _file_key(self.run.status_file)  # a rewrite is a rename: a new inode
+        if key is not None and (key != self._status_key or self.status is None):
+            status = self.run.read_status()
+            if status is not None:
+                self.status, self._status_key = status, key
+        status = self.status
+        if status is not None and status.state in ACTIVE_STATES and not pid_alive(status.pid):
+            checked = refresh_status(self.run)  # the registry's crash detection (grace for new runs)
+            if checked is not None:
+                self.status = checked
+
+    def _alert(self, before: str | None, after: str | None) -> str | None:
+        if after not in FINAL_STATES or before in FINAL_STATES:
+            return None
+        status = self.status
+        assert status is not None
+        where = f"at step {status.step}" + (f"/{status.max_steps}" if status.max_steps else "")
+        if after == "completed":
+            return f"run {status.id} completed {where}"
+        if after == "stopped":
+            return f"run {status.id} stopped {where}"
+        error = status.error or {}
+        kind = error.get("kind")
+        message = error.get("message") or "no message"
+        label = f"{after} ({kind})" if kind and kind != after else after
+        return f"run {status.id} {label} {where}: {message}"
+
+    # -- series -------------------------------------------------------------------------------------
+    def metric_names(self) -> list[str]:
+        """Every numeric key seen in train/eval events, in first-seen order."""
+        with self._lock:
+            return list(self._metrics)
+
+    def system_names(self) -> list[str]:
+        """`system/<key>` and `gpu<N>/<key>` series, in first-seen order."""
+        with self._lock:
+            return list(self._system)
+
+    def _find(self, name: str) -> Series:
+        series = self._metrics.get(name) or self._system.get(name)
+        if series is None:
+            raise KeyError(name)
+        return series
+
+    def has_series(self, name: str) -> bool:
+        with self._lock:
+            return name in self._metrics or name in self._system
+
+    def series(self, name: str) -> SeriesPoints:
+        """The full history of one metric or system series (a copy). KeyError for an unknown name."""
+        with self._lock:
+            return self._find(name).points()
+
+    def last(self, name: str) -> float | None:
+        with self._lock:
+            series = self._metrics.get(name) or self._system.get(name)
+            return series.last() if series is not None else None
+
+    def downsample(self, name: str, width: int) -> SeriesPoints:
+        """At most `2 * width + 2` points of the full history for a chart `width` columns wide: each
+        column's min and max (or first NaN and max), the first and the last point. Cached per width; after
+        the first call, a call costs in proportion to the points appended since."""
+        with self._lock:
+            return self._find(name).downsample(width)
+
+    def gpu_indices(self) -> list[int]:
+        with self._lock:
+            found = {int(n[3:].split("/")[0]) for n in self._system if n.startswith("gpu")}
+            return sorted(found | set(self.info.gpu_names))
+
+    # -- progress, checkpoints, log -----------------------------------------------------------------
+    def progress(self, now: float | None = None) -> Progress:
+        """Step, fraction done, recent step rate and ETA, from the status and recent events."""
+        with self._lock:
+            now = time.time() if now is None else now
+            status = self.status
+            step = max(self.last_step, status.step if status else 0)
+            max_steps = (status.max_steps if status else None) or (
+                (self.info.start or {}).get("max_steps") or None
+            )
+            fraction = min(1.0, step / max_steps) if max_steps else None
+            rate = None
+            samples = list(self._rate)
+            if (
+                status is not None
+                and status.state == "running"
+                and status.step > (samples or [(0, 0)])[-1][1]
+            ):
+                samples.append((status.updated, status.step))
+            if len(samples) >= 2:
+                (t0, s0), (t1, s1) = samples[0], samples[-1]
+                if t1 > t0 and s1 > s0:
+                    rate = (s1 - s0) / (t1 - t0)
+            eta = None
+            running = status is None or status.state in ("running", "starting")
+            if rate and max_steps and running and samples:
+                since_last = max(0.0, now - samples[-1][0])
+                eta = max(0.0, (max_steps - step) / rate - since_last)
+            elapsed = None
+            if status is not None and status.started:
+                end = status.ended if status.ended and status.is_final else now
+                elapsed = max(0.0, end - status.started)
+            return Progress(step, max_steps, fraction, rate, eta, elapsed)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The run's checkpoints on disk (complete or not); re-listed only after a checkpoint event."""
+        with self._lock:
+            if self._checkpoints is None:
+                self._checkpoints = list_checkpoints(self.run)
+            return list(self._checkpoints)
+
+    def log_tail(self, lines: int | None = None) -> list[str]:
+        """The last lines of output.log. The first call reads backwards from the end until it has
+        enough lines; later calls read only the bytes appended since."""
+        with self._lock:
+            self._read_log()
+            tail = list(self._log_lines)
+            if self._log_partial:
+                tail.append(self._log_partial.decode("utf-8", "replace"))
+            return tail[-(lines or self.log_lines) :]
+
+    def _read_log(self) -> None:
+        path = self.run.log_file
+        try:
+            st = os.stat(path)
+        except OSError:
+            self._log_key, self._log_partial = None, b""
+            self._log_lines.clear()
+            return
+        key = self._log_key
+        if key is not None and (key[0] != st.st_ino or st.st_size < key[1]):
+            key = None
+        with open(path, "rb") as fh:
+            if key is None:  # first read (or the log was replaced): from the end, backwards
+                self._log_lines.clear()
+                data, pos = b"", st.st_size
+                block = 16384
+                limit = max(65536, self.log_lines * 1024)  # enough for the lines, never the whole log
+                while pos > 0 and data.count(b"\n") <= self.log_lines and st.st_size - pos < limit:
+                    step = min(block, pos)
+                    pos -= step
+                    fh.seek(pos)
+                    data = fh.read(step) + data
+                self.log_bytes_read += st.st_size - pos
+                if pos > 0:  # the first line is probably cut: drop it
+                    data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+                self._log_partial = b""
+            else:
+                fh.seek(key[1])
+                data = fh.read(st.st_size - key[1])
+                self.log_bytes_read += len(data)
+            data = self._log_partial + data
+            end = data.rfind(b"\n")
+            complete, self._log_partial = (data[: end + 1], data[end + 1 :]) if end >= 0 else (b"", data)
+            for raw in complete.decode("utf-8", "replace").splitlines():
+                self._log_lines.append(raw)
+            self._log_key = (st.st_ino, st.st_size)
+
+
+# ------------------------------------------------------------------------------------------------
+# the run list
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of the run list."""
+
+    id: str
+    name: str
+    method: str
+    adapter: str | None
+    model: str | None
+    state: str
+    pid: int | None
+    error_kind: str | None
+    error_message: str | None
+    step: int
+    max_steps: int | None
+    progress: float | None
+    last_loss: float | None
+    last_eval_loss: float | None
+    created: float
+    started: float | None
+    ended: float | None
+    duration_s: float | None
+    path: Path
+
+    @property
+    def state_label(self) -> str:
+        """`failed (oom)`, `crashed`, `running`: the state with the error kind where it adds something."""
+        if self.error_kind and self.error_kind != self.state:
+            return f"{self.state} ({self.error_kind})"
+        return self.state
+
+    def matches(self, text: str) -> bool:
+        """Every word of `text` occurs (case-insensitively) in the id, name, method, adapter, model or state."""
+        haystack = " ".join(
+            str(v) for v in (self.id, self.name, self.method, self.adapter, self.model, self.state_label) if v
+        ).lower()
+        return all(word in haystack for word in text.lower().split())
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["path"] = str(self.path)
+        data["state_label"] = self.state_label
+        return data
+
+
+TAIL_BYTES = 16384  # how much of events.jsonl a run-list row reads, from the end
+
+
+def tail_metrics(path: Path, max_bytes: int = TAIL_BYTES) -> tuple[float | None, float | None]:
+    """The last `loss` and `eval_loss` within the last `max_bytes` of an events file."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return None, None
+    loss = eval_loss = None
+    for raw in reversed(data.splitlines()):
+        if loss is not None and eval_loss is not None:
+            break
+        if b'"loss"' not in raw and b'"eval_loss"' not in raw:
+            continue
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue  # the cut first line, or a torn last one
+        if not isinstance(event, dict):
+            continue
+        if loss is None and event.get("type") == "train" and isinstance(event.get("loss"), (int, float)):
+            loss = float(event["loss"])
+        if (
+            eval_loss is None
+            and event.get("type") == "eval"
+            and isinstance(event.get("eval_loss"), (int, float))
+        ):
+            eval_loss = float(event["eval_loss"])
+    return loss, eval_loss
+
+
+class RunsIndex:
+    """The rows of a workspace's run list, re-read per run only when its files changed."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self._cache: dict[str, tuple[tuple, RunRow]] = {}
+        self.rows_built = 0  # rows (re)built from files, for tests and benchmarks
+
+    def rows(self, text: str = "", state: str | None = None, now: float | None = None) -> list[RunRow]:
+        """Every run, newest first, filtered by `text` (words in id/name/method/...) and `state`
+        (a state, or `active` / `final`)."""
+        now = time.time() if now is None else now
+        rows = []
+        root = self.ws.runs
+        seen = set()
+        if root.is_dir():
+            for entry in sorted(os.scandir(root), key=lambda e: e.name, reverse=True):
+                if not entry.is_dir():
+                    continue
+                seen.add(entry.name)
+                row = self._row(Path(entry.path), now)
+                if row is None:
+                    continue
+                if state and not _state_matches(row.state, state):
+                    continue
+                if text and not row.matches(text):
+                    continue
+                rows.append(row)
+        for gone in set(self._cache) - seen:
+            del self._cache[gone]
+        return rows
+
+    def _row(self, path: Path, now: float) -> RunRow | None:
+        run = RunDir(path)
+        key = (_file_key(run.status_file), _file_key(run.events_file))
+        cached = self._cache.get(run.id)
+        if cached is not None and cached[0] == key:
+            row = cached[1]
+            if row.state not in ACTIVE_STATES:
+                return row
+            if pid_alive(row.pid):  # still running: only its duration moves
+                return _with_duration(row, now)
+        status = refresh_status(run)  # crash detection for a run whose runner is gone
+        if status is None:
+            return None
+        key = (_file_key(run.status_file), key[1])
+        loss, eval_loss = tail_metrics(run.events_file)
+        row = row_from_status(run, status, loss, eval_loss, now)
+        self._cache[run.id] = (key, row)
+        self.rows_built += 1
+        return row
+
+
+def _file_key(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime, size): changes on every append and on every atomic replace."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _state_matches(state: str, wanted: str) -> bool:
+    if wanted == "active":
+        return state in ACTIVE_STATES
+    if wanted == "final":
+        return state in FINAL_STATES
+    return state == wanted
+
+
+def _with_duration(row: RunRow, now: float) -> RunRow:
+    from dataclasses import replace
+
+    if row.started is None or row.ended is not None:
+        return row
+    return replace(row, duration_s=max(0.0, now - row.started))
+
+
+def row_from_status(
+    run: RunDir, status: Status, loss: float | None, eval_loss: float | None, now: float | None = None
+) -> RunRow:
+    """A run-list row from a status and the losses found at the end of its events."""
+    now = time.time() if now is None else now
+    error = status.error or {}
+    duration = None
+    if status.started:
+        end = status.ended if status.ended else (now if status.state in ACTIVE_STATES else status.updated)
+        duration = max(0.0, end - status.started)
+    progress = min(1.0, status.step / status.max_steps) if status.max_steps else None
+    return RunRow(
+        id=status.id or run.id,
+        name=status.name,
+        method=status.method,
+        adapter=status.adapter,
+        model=status.model,
+        state=status.state,
+        pid=status.pid,
+        error_kind=error.get("kind"),
+        error_message=error.get("message"),
+        step=status.step,
+        max_steps=status.max_steps,
+        progress=progress,
+        last_loss=loss if loss is not None else status.loss,
+        last_eval_loss=eval_loss if eval_loss is not None else status.eval_loss,
+        created=status.created,
+        started=status.started,
+        ended=status.ended,
+        duration_s=duration,
+        path=run.path,
+    )
