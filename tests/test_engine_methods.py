@@ -334,3 +334,44 @@ def test_detach_stop_and_resume(cli_env, demo_ws, recipe):
     assert train_steps[-1] == steps
     resume_events = events_of(run, "resume")
     assert resume_events and resume_events[0]["step"] <= at
+
+
+# --- the loss watchdog ---------------------------------------------------------------------------------
+
+
+def test_a_nan_loss_stops_the_run_as_failed_nan_and_keeps_earlier_checkpoints(demo_ws):
+    run, status = run_recipe(
+        demo_ws,
+        "sft-lora",
+        "training.max_steps=20",
+        "training.learning_rate=1e30",  # one step of this overflows the adapter: the next loss is NaN
+        "training.warmup_steps=0",
+        "training.save_steps=1",
+        "training.eval_strategy=no",
+        "data.eval_split=0",
+        expect=1,
+    )
+    assert status.state == "failed" and status.error["kind"] == "nan"
+    assert "loss is nan" in status.error["message"]
+    (alarm,) = events_of(run, "watchdog")
+    assert alarm["problem"] == "nan" and alarm["action"] == "stop"
+    assert status.step == alarm["step"] < 20
+    saved = sorted(int(p.name.split("-")[1]) for p in run.checkpoints.glob("checkpoint-*"))
+    assert saved and max(saved) < alarm["step"]  # no checkpoint of the NaN weights
+    assert not run.final.exists()
+
+
+def test_the_watchdog_can_be_told_only_to_warn(demo_ws):
+    run, status = run_recipe(
+        demo_ws,
+        "sft-lora",
+        "training.max_steps=4",
+        "training.learning_rate=1e30",
+        "training.warmup_steps=0",
+        "training.eval_strategy=no",
+        "data.eval_split=0",
+        "watchdog.on_nan=warn",
+    )
+    assert status.state == "completed"
+    alarms = events_of(run, "watchdog")
+    assert alarms and all(a["action"] == "warn" for a in alarms)

@@ -41,7 +41,7 @@ def test_explosion_against_the_running_median_after_warmup():
     assert alarm.threshold == pytest.approx(10.0) and alarm.median == pytest.approx(2.0)
     assert "exploded at step 10" in alarm.text
     fields = alarm.event_fields()
-    assert fields["kind"] == "explode" and fields["value"] == 40.0 and fields["action"] == "stop"
+    assert fields["problem"] == "explode" and fields["value"] == 40.0 and fields["action"] == "stop"
     # Still exploded: no repeat, and the exploded values do not become the new baseline.
     assert feed(dog, [45.0] * 20, start=11) == [None] * 20
     assert dog.median() == pytest.approx(2.0)

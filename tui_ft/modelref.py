@@ -102,7 +102,8 @@ def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> Model
             raise NotFoundError("no finished run yet", field=field, hint="train one: tui-ft train sft-lora")
         return resolve_model(runs[-1].name + ref.removeprefix("last"), ws, field=field)
     run_part, sep, ckpt = ref.partition(":")
-    if sep and (ws.runs / run_part).is_dir():
+    plain = "/" not in ref and "\\" not in ref  # a path is never a run id (ws.runs / "/abs" is "/abs")
+    if plain and sep and (ws.runs / run_part).is_dir():
         run_dir = ws.runs / run_part
         ckpts = checkpoint_dirs(run_dir)
         if ckpt == "last" and ckpts:
@@ -116,7 +117,7 @@ def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> Model
                 f"run {run_part} has no checkpoint {ckpt!r} (checkpoints: {have})", field=field
             )
         return _describe_dir(ref, "checkpoint", target, run_id=run_part)
-    if (ws.runs / ref).is_dir():
+    if plain and (ws.runs / ref).is_dir():
         final = ws.runs / ref / "final"
         if not _is_model_dir(final):
             raise NotFoundError(
@@ -125,7 +126,7 @@ def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> Model
                 hint=f"use a checkpoint, e.g. {ref}:last, or wait for the run to finish",
             )
         return _describe_dir(ref, "run", final, run_id=ref)
-    if (ws.models / ref).is_dir() and _is_model_dir(ws.models / ref):
+    if plain and (ws.models / ref).is_dir() and _is_model_dir(ws.models / ref):
         return _describe_dir(ref, "workspace", ws.models / ref)
     named = newest_finished_run(ws, ref)
     if named is not None:

@@ -110,6 +110,23 @@ class RewardsSpec(_Section):
     )
 
 
+class WatchdogSpec(_Section):
+    """Stop or warn when the loss becomes NaN/infinite or explodes (checked at every logged step)."""
+
+    metric: str = Field("loss", description="the logged metric to watch")
+    on_nan: Literal["stop", "warn", "off"] = Field("stop", description="when the metric is NaN or infinite")
+    on_explode: Literal["stop", "warn", "off"] = Field(
+        "warn", description="when it exceeds explode_factor x its running median"
+    )
+    explode_factor: float = Field(
+        10.0, gt=1, description="how many times the running median counts as exploded"
+    )
+    window: int = Field(20, ge=3, description="logged values in the running median")
+    warmup: int = Field(10, ge=0, description="logged values before explosions are checked")
+    patience: int = Field(1, ge=1, description="consecutive exploded values before acting")
+    min_scale: float = Field(0.1, gt=0, description="scale floor for losses near zero (GRPO, RLOO)")
+
+
 class LauncherSpec(_Section):
     """How the runner starts: one process, or several under `accelerate launch`."""
 
@@ -137,6 +154,7 @@ class Recipe(_Section):
         default_factory=dict, description="the method's TRL config keys, under TRL's own names"
     )
     rewards: RewardsSpec | None = Field(None, description="grpo and rloo: the reward models and functions")
+    watchdog: WatchdogSpec = Field(default_factory=WatchdogSpec)
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
 
     @field_validator("data")

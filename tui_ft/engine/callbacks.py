@@ -78,11 +78,15 @@ class RunRecorder(TrainerCallback):
 
     STATUS_INTERVAL = 1.0  # seconds between status.json rewrites on plain steps
 
-    def __init__(self, run: RunDir, status: Status, events: EventWriter | None, stop: StopRequest):
+    def __init__(
+        self, run: RunDir, status: Status, events: EventWriter | None, stop: StopRequest, watchdog=None
+    ):
         self.run = run
         self.status = status
         self.events = events
         self.stop = stop
+        self.watchdog = watchdog  # a LossWatchdog, or None
+        self.alarm = None  # the watchdog's alarm that stopped the run, if one did
         self._last_status = 0.0
         self._last_tokens: tuple[float, float] | None = None  # (time, num_tokens)
         self._train_start = time.time()
@@ -135,13 +139,23 @@ class RunRecorder(TrainerCallback):
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        # The watchdog runs on every rank: the logged loss is gathered, so all ranks stop at one step.
+        alarm = self.watchdog.observe_logs(state.global_step, logs or {}) if self.watchdog else None
+        if alarm is not None:
+            if state.is_world_process_zero:
+                self._emit("watchdog", **alarm.event_fields())
+                print(f"tui-ft: watchdog: {alarm.text}", flush=True)
+            if alarm.stop:
+                self.alarm = alarm
+                control.should_training_stop = True
+                control.should_save = False  # the weights may already be NaN; earlier checkpoints stay
         if not state.is_world_process_zero or not logs:
-            return
+            return control
         metrics = {k: _clean(v) for k, v in logs.items()}
         step = state.global_step
         if "train_runtime" in metrics:
             self._emit("summary", step=step, **metrics)
-            return
+            return control
         if any(k.startswith("eval_") for k in metrics):
             loss = metrics.get("eval_loss")
             if isinstance(loss, (int, float)):
@@ -163,6 +177,7 @@ class RunRecorder(TrainerCallback):
         self.status.step = step
         self.status.epoch = state.epoch
         self._save_status(force="loss" not in metrics)  # plain train logs: at most once a second
+        return control
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:

@@ -24,6 +24,7 @@ KINDS = (
     "disk_full",
     "bitsandbytes",
     "nan",
+    "diverged",
     "interrupted",
     "reward_function",
     "error",

@@ -107,6 +107,9 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         "output_dir": str(run.checkpoints),
         "report_to": "none",
         "disable_tqdm": True,
+        # transformers drops NaN/inf losses from the logged average (a diverged run logs 0.0);
+        # tui-ft logs them as they are, so the curve and the watchdog see them
+        "logging_nan_inf_filter": False,
         "activation_checkpointing": activation_ckpt,
         **precision_args(hw, training),
     }
@@ -125,7 +128,11 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         else:
             config["eval_strategy"] = "epoch"
     config.update(training)
-    recorder = RunRecorder(run, status, events, stop)
+    from tui_ft.engine.watchdog import LossWatchdog, WatchdogSettings
+
+    recorder = RunRecorder(
+        run, status, events, stop, LossWatchdog(WatchdogSettings.from_section(recipe.watchdog))
+    )
     inputs = TrainInputs(
         recipe=recipe,
         model=model,
@@ -250,6 +257,12 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
             interval = float(os.environ.get("TUI_FT_SYSTEM_INTERVAL", "5"))
             sampler = SystemRecorder(events.write, interval_s=interval, step_fn=lambda: status.step).start()
         trainer.train(resume_from_checkpoint=checkpoint)
+        alarm = next(
+            (cb.alarm for cb in trainer.callback_handler.callbacks if getattr(cb, "alarm", None)), None
+        )
+        if alarm is not None:
+            kind = "nan" if alarm.kind == "nan" else "diverged"
+            return finish("failed", 1, {"kind": kind, "message": alarm.text, "hint": DIVERGED_HINT})
         if stop.graceful.is_set():
             return finish("stopped", 0)
         if trainer.eval_dataset is not None and status.step and _last_eval_step(run) != status.step:
@@ -283,6 +296,13 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
                 )
         print(f"tui-ft: {failure}", file=sys.stderr, flush=True)
         return finish("failed", 1, {"kind": failure.kind, "message": failure.message, "hint": failure.hint})
+
+
+DIVERGED_HINT = (
+    "lower training.learning_rate, keep training.max_grad_norm at 1.0 or below, check the data; "
+    "then `tui-ft resume RUN` from the last checkpoint before it went wrong (watchdog: in the recipe "
+    "sets what stops a run)"
+)
 
 
 def _disk_nearly_full(path: Path, margin: int = 8 * 1024 * 1024) -> bool:

@@ -80,7 +80,7 @@ class Alarm:
         """The fields of a `watchdog` event (docs/events.md), without `type`/`t`."""
         return {
             "step": self.step,
-            "kind": self.kind,
+            "problem": self.kind,  # not `kind`: EventWriter.write takes the event type by that name
             "action": self.action,
             "metric": self.metric,
             "value": self.value,
