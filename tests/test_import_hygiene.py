@@ -17,6 +17,7 @@ LIGHT_MODULES = [
     "tui_ft.data.formats",
     "tui_ft.data.loading",
     "tui_ft.data.checks",
+    "tui_ft.data.search",
     "tui_ft.runs.rundir",
     "tui_ft.runs.prepare",
     "tui_ft.runs.launcher",
@@ -27,6 +28,8 @@ LIGHT_MODULES = [
     "tui_ft.engine.stack",
     "tui_ft.engine.hardware",
     "tui_ft.engine.watchdog",
+    "tui_ft.engine.rewards",
+    "tui_ft.estimate",
     "tui_ft.engine.methods",
     "tui_ft.engine.models",
     "tui_ft.inference.generate",
@@ -58,3 +61,13 @@ def test_domain_never_imports_textual():
         and ("import textual" in p.read_text() or "from textual" in p.read_text())
     ]
     assert offenders == []
+
+
+def test_ui_app_imports_no_training_stack():
+    """The UI imports textual, of course, but none of the training stack: start-up stays fast."""
+    stack = ["torch", "transformers", "trl", "peft", "datasets", "bitsandbytes", "accelerate"]
+    code = f"import sys, tui_ft.ui.app\nprint(','.join(m for m in {stack!r} if m in sys.modules))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "", f"tui_ft.ui.app imports {out} at load time"

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     recipes = sub.add_parser("recipes", help="list the shipped recipes")
     recipes.add_argument("--json", action="store_true")
+
+    estimate = sub.add_parser("estimate", help="estimate a recipe's GPU memory from the model's config.json")
+    estimate.add_argument("recipe")
+    estimate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    estimate.add_argument("--json", action="store_true")
     return p
 
 
@@ -106,13 +111,9 @@ def cmd_demo(args, ws: Workspace) -> int:
     print(f"workspace: {ws.root}")
     if args.prepare_only:
         return 0
-    print(
-        "\nThe UI is not built yet. Try:\n"
-        "  tui-ft data check chat.jsonl --tokenizer demo-tiny\n"
-        "  tui-ft train sft-lora\n"
-        "  tui-ft generate demo-tiny --prompt 'What is the capital of Korvath?'"
-    )
-    return 0
+    from tui_ft.ui.app import run_app
+
+    return run_app(ws, start_mode="datasets")
 
 
 def _data_path(ref: str, ws: Workspace) -> str:
@@ -603,6 +604,40 @@ def cmd_recipes(args, ws: Workspace) -> int:  # noqa: ARG001
     return 0
 
 
+def cmd_estimate(args, ws: Workspace) -> int:
+    from tui_ft.estimate import estimate_memory, format_bytes, format_count
+    from tui_ft.recipe import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides, cache_dir=ws.ensure().cache)
+    try:
+        estimate = estimate_memory(loaded.recipe, ws)
+    except UserError as exc:
+        raise loaded.error(("model", "name"), exc.message, exc.hint) from None
+    if args.json:
+        _print_json(estimate.to_json())
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{estimate.model}[/] ({estimate.model_source}): {format_count(estimate.total_params)} "
+        f"parameters, {format_count(estimate.trainable_params)} trainable; {estimate.dtype}, "
+        f"batch {estimate.batch} x {estimate.seq_len} tokens",
+        highlight=False,
+    )
+    table = Table("part", "memory", "why", box=None, header_style="bold")
+    for part in estimate.parts:
+        table.add_row(part.label, format_bytes(part.bytes), part.explanation)
+    table.add_row("[bold]total[/]", f"[bold]{format_bytes(estimate.total_bytes)}[/]", "per device")
+    console.print(table)
+    for note in estimate.assumptions:
+        console.print(f"  note: {note}", highlight=False, markup=False)
+    colour = {True: "green", False: "red"}.get(estimate.fits, "yellow")  # type: ignore[arg-type]
+    console.print(f"[{colour}]{estimate.verdict()}[/]", highlight=False)
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "runs": cmd_runs,
@@ -613,6 +648,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "sysinfo": cmd_sysinfo,
     "recipes": cmd_recipes,
+    "estimate": cmd_estimate,
 }
 
 
@@ -620,8 +656,9 @@ def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ws = Workspace.default()
     if args.command is None:
-        print("The tui-ft UI is not built yet; see `tui-ft --help` for the command line.")
-        return 0
+        from tui_ft.ui.app import run_app
+
+        return run_app(ws)
     if args.command == "data":
         return cmd_data_check(args, ws)
     return COMMANDS[args.command](args, ws)

@@ -440,12 +440,25 @@ def shipped_recipes() -> list[Path]:
     return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+def saved_recipes_dir(ws: Any = None) -> Path:
+    """Where recipes saved from the Configure screen live: `<workspace>/recipes/`."""
+    from tui_ft.workspace import Workspace
+
+    return (ws or Workspace.default()).root / "recipes"
+
+
+def saved_recipes(ws: Any = None) -> list[Path]:
+    """Recipes saved in the workspace (found by name like shipped ones; a shipped name wins)."""
+    folder = saved_recipes_dir(ws)
+    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+
+
 def find_recipe(ref: str | Path) -> Path:
-    """A recipe file path, or the name of a shipped recipe (`sft-lora`)."""
+    """A recipe file path, the name of a shipped recipe (`sft-lora`), or of one saved in the workspace."""
     path = Path(ref).expanduser()
     if path.is_file():
         return path
-    shipped = {p.stem: p for p in shipped_recipes()}
+    shipped = {p.stem: p for p in saved_recipes()} | {p.stem: p for p in shipped_recipes()}
     if str(ref) in shipped:
         return shipped[str(ref)]
     near = _nearest(str(ref), list(shipped))

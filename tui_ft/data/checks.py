@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from tui_ft.data.formats import Format, normalise, split_implicit_prompt
-from tui_ft.data.loading import DatasetSource, Row, RowProblem, check_rows, open_dataset
+from tui_ft.data.loading import (
+    Cancelled,
+    DatasetSource,
+    Progress,
+    Row,
+    RowProblem,
+    check_rows,
+    open_dataset,
+)
 from tui_ft.errors import DataError
 
 _GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -276,12 +284,15 @@ def check_dataset(
     max_length: int | None = None,
     base_dir: Path | None = None,
     max_errors: int = 200,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> CheckReport:
     """Validate every row of a dataset and, with a tokenizer, measure token lengths.
 
     `tokenizer` is a transformers tokenizer or a local directory to load one from. Keeps the first
     `max_errors` problems and counts them all. Problems with the file become error entries; a bad
-    tokenizer raises DataError.
+    tokenizer raises DataError. `progress` and `cancelled` are passed to `check_rows` (a cancelled
+    check raises CheckCancelled).
     """
     if isinstance(tokenizer, (str, Path)):
         tokenizer = _load_tokenizer(tokenizer)
@@ -303,7 +314,9 @@ def check_dataset(
         source = ref if isinstance(ref, DatasetSource) else open_dataset(ref, base_dir=base_dir)
         report.path = str(source.path)
         report.columns = list(source.columns)
-        fmt, rows, problems, total = check_rows(source, on_valid=measure, max_errors=max_errors)
+        fmt, rows, problems, total = check_rows(
+            source, on_valid=measure, max_errors=max_errors, progress=progress, cancelled=cancelled
+        )
     except ChatTemplateMissing:
         raise
     except DataError as err:

@@ -143,6 +143,11 @@ class DatasetSource:
             self._columns = list(seen)
         return self._columns
 
+    def index_of_line(self, line: int) -> int | None:
+        """The row that starts on `line` (1-based), or None if no row starts there."""
+        index = line - 1
+        return index if 0 <= index < self.rows_indexed else None
+
     def head(self, n: int) -> Iterator[Row | DataError]:
         """The first `n` items of `scan()`."""
         for i, item in enumerate(self.scan()):
@@ -306,6 +311,30 @@ class JsonlSource(_ScannedSource):
     def _line_of(self, index: int) -> int:
         k = bisect.bisect_right(self._jump_rows, index) - 1
         return index + 1 + (self._jump_extra[k] if k >= 0 else 0)
+
+    def index_of_line(self, line: int) -> int | None:
+        lo, hi = 0, len(self._offsets)
+        while lo < hi:  # lines grow with the row index: binary search without reading the file
+            mid = (lo + hi) // 2
+            if self._line_of(mid) < line:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(self._offsets) and self._line_of(lo) == line else None
+
+    def raw_rows(self, start: int, stop: int) -> list[bytes]:
+        """The undecoded text of rows `start` to `stop` of the index built so far, in one read."""
+        start, stop = max(start, 0), min(stop, len(self._offsets))
+        if start >= stop:
+            return []
+        end = self._offsets[stop] if stop < len(self._offsets) else None
+        with self._read_lock:
+            if self._file is None:
+                self._file = Path(self.path).open("rb")  # noqa: SIM115 - kept open for random access
+            self._file.seek(self._offsets[start])
+            chunk = self._file.read(-1 if end is None else end - self._offsets[start])
+        lines = [line for line in chunk.split(b"\n") if line.strip()]
+        return lines[: stop - start]
 
     def __len__(self) -> int:
         if not self._done:
@@ -572,6 +601,10 @@ class CsvSource(_ScannedSource):
     def __len__(self) -> int:
         self.build_index()
         return len(self._offsets)
+
+    def index_of_line(self, line: int) -> int | None:
+        k = bisect.bisect_left(self._lines, line)
+        return k if k < len(self._lines) and self._lines[k] == line else None
 
     def row(self, index: int) -> Row:
         index = self._check_index(index, len(self))
@@ -973,21 +1006,33 @@ class FormatTracker:
         ]
 
 
+class CheckCancelled(Exception):
+    """A check stopped because its `cancelled()` callback said so."""
+
+
 def check_rows(
     source: DatasetSource,
     *,
     on_valid: Callable[[Row, Format], Iterable[RowProblem] | None] | None = None,
     max_errors: int = 200,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> tuple[Format | None, int, list[RowProblem], int]:
     """Validate every row: (format, rows, the first `max_errors` problems, total problem count).
 
     `on_valid(row, format)` is called for each valid row and may return more problems with it.
-    File-level problems raise DataError.
+    File-level problems raise DataError. Every 4096 rows, `progress(rows)` is called and
+    `cancelled()` asked; when it says stop, CheckCancelled is raised.
     """
     tracker = FormatTracker()
     problems: list[RowProblem] = []
     total = rows = 0
     for item in source.scan():
+        if rows & 4095 == 4095:
+            if progress is not None:
+                progress(rows + 1)
+            if cancelled is not None and cancelled():
+                raise CheckCancelled()
         if isinstance(item, DataError):
             rows += 1
             found = [RowProblem(item.line, item.field, item.message, item.hint)]

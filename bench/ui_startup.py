@@ -1,0 +1,110 @@
+"""Time from process start to the first screen painted, for tui-ft and for an empty Textual app.
+
+Each measurement is a fresh Python process started by this script: the clock starts just before the
+process is spawned and stops when the process reports Textual's `Ready` event (sent once the first
+frame has been displayed). The app runs headless, so no terminal's drawing speed is counted. The
+baseline is an empty Textual app (one Static) measured the same way, alternating with tui-ft, so the
+interpreter's and Textual's own start-up are visible apart from what tui-ft adds. The tui-ft process
+also reports which of the training stack's modules it had imported by then (the budget says none).
+
+    .venv/bin/python bench/ui_startup.py [--repeats 7] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BUDGET_S = 1.0
+HEAVY = ["torch", "transformers", "trl", "peft", "datasets", "bitsandbytes", "accelerate"]
+
+CHILD = f"""
+import json, sys
+from textual.app import App
+from textual.widgets import Static
+
+kind, home = sys.argv[1], sys.argv[2]
+HEAVY = {HEAVY!r}
+
+def report(app):
+    print(json.dumps({{"heavy": [m for m in HEAVY if m in sys.modules]}}), flush=True)
+    app.exit()
+
+if kind == "tui-ft":
+    from pathlib import Path
+    from tui_ft.ui.app import TuiFtApp
+    from tui_ft.workspace import Workspace
+
+    class Timed(TuiFtApp):
+        def on_ready(self):
+            report(self)
+
+    app = Timed(Workspace(Path(home)))
+else:
+    class Timed(App):
+        def compose(self):
+            yield Static("hello")
+
+        def on_ready(self):
+            report(self)
+
+    app = Timed()
+app.run(headless=True, size=(100, 30))
+"""
+
+
+def measure(kind: str, home: Path) -> tuple[float, list[str]]:
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(home)], capture_output=True, text=True, check=True, timeout=60
+    )
+    took = time.perf_counter() - start
+    line = next(line for line in out.stdout.splitlines() if line.startswith("{"))
+    return took, json.loads(line)["heavy"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the budget is missed")
+    args = parser.parse_args()
+
+    from tui_ft.demo import build_demo
+    from tui_ft.workspace import Workspace
+
+    with tempfile.TemporaryDirectory(prefix="tui-ft-bench-") as tmp:
+        home = Path(tmp)
+        ws = Workspace(home).ensure()
+        build_demo(ws)
+        measure("tui-ft", home)  # warm the file cache and .pyc files once, not counted
+        measure("empty", home)
+        tui, empty, heavy_seen = [], [], set()
+        for _ in range(args.repeats):
+            for kind, into in (("tui-ft", tui), ("empty", empty)):
+                took, heavy = measure(kind, home)
+                into.append(took)
+                if kind == "tui-ft":
+                    heavy_seen.update(heavy)
+
+    t, e = statistics.median(tui), statistics.median(empty)
+    print(f"process start to first screen painted (headless), median of {args.repeats}:")
+    print(
+        f"  tui-ft (Datasets screen)   {t:6.3f} s   budget {BUDGET_S:.1f} s   ratio to budget {t / BUDGET_S:.2f}"
+    )
+    print(f"  empty Textual app          {e:6.3f} s   (baseline, same run)")
+    print(f"  tui-ft / empty app         {t / e:6.2f}x   (tui-ft's own cost: {t - e:+.3f} s)")
+    print(f"  spread tui-ft              {min(tui):.3f} - {max(tui):.3f} s")
+    print(f"  training stack imported    {', '.join(sorted(heavy_seen)) or 'none'}")
+    ok = t < BUDGET_S and not heavy_seen
+    print(f"  within budget: {'yes' if ok else 'NO'}")
+    return 1 if args.check and not ok else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Memory estimate: parameter counts from config.json / safetensors, and the parts against known figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import tui_ft_command
+from tui_ft.estimate import (
+    NF4_BYTES,
+    estimate_memory,
+    model_shape,
+    read_safetensors_header,
+    shape_from_config,
+)
+from tui_ft.monitor.system import GpuSample, GpuStatus
+from tui_ft.recipe import validate_recipe
+
+LLAMA_7B = {
+    "model_type": "llama",
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "tie_word_embeddings": False,
+}
+A100 = GpuStatus(True, None, "550", "12.4", (GpuSample(0, "A100-80GB", 0.0, 81920.0, 0.0, 40.0, 60.0, None),))
+NO_GPU = GpuStatus(False, "no NVIDIA driver found", None, None, ())
+
+
+@pytest.fixture()
+def llama7b(tmp_path):
+    folder = tmp_path / "llama-7b"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(LLAMA_7B))
+    return folder
+
+
+def recipe(model_name: str, *, method: str = "sft", training=None, **sections):
+    data = {
+        "method": method,
+        "model": {"name": model_name, **sections.get("model", {})},
+        "adapter": sections.get("adapter", {"type": "lora"}),
+        "data": {"train": "x.jsonl", "max_length": sections.get("max_length", 2048)},
+        "training": {"per_device_train_batch_size": 1, **(training or {})},
+    }
+    if method in ("grpo", "rloo"):
+        data["rewards"] = {"functions": ["rewards.py:length"]}
+    return validate_recipe(data, check_training=False).recipe
+
+
+def gb(n: int) -> float:
+    return n / 1e9
+
+
+def test_llama7b_parameters_from_config():
+    shape = shape_from_config(LLAMA_7B)
+    assert shape.total_params == 6_738_415_616  # Llama-2-7B's published count
+    assert shape.embed_params == shape.head_params == 32000 * 4096
+    assert len(shape.linears) == 32 * 7
+
+
+def test_tied_and_gqa_change_the_count():
+    tied = shape_from_config({**LLAMA_7B, "tie_word_embeddings": True})
+    gqa = shape_from_config({**LLAMA_7B, "num_key_value_heads": 8})
+    full = shape_from_config(LLAMA_7B)
+    assert full.total_params - tied.total_params == 32000 * 4096
+    # k and v shrink from 4096x4096 to 4096x1024 in every layer
+    assert full.total_params - gqa.total_params == 32 * 2 * 4096 * (4096 - 1024)
+
+
+def test_7b_bf16_weights_are_13_5_gb(demo_ws, llama7b):
+    r = recipe(str(llama7b), model={"dtype": "bfloat16"}, adapter={"type": "full"})
+    est = estimate_memory(r, demo_ws, gpu=A100)
+    assert gb(est.part("weights").bytes) == pytest.approx(13.48, abs=0.05)
+
+
+def test_full_fine_tuning_is_16_bytes_per_param_in_fp32_and_8_in_bf16(demo_ws, llama7b):
+    for dtype, per_param in (("float32", 16), ("bfloat16", 8)):
+        r = recipe(str(llama7b), model={"dtype": dtype}, adapter={"type": "full"})
+        est = estimate_memory(r, demo_ws, gpu=A100)
+        states = sum(est.part(k).bytes for k in ("weights", "gradients", "optimizer"))
+        assert states == per_param * est.total_params
+        assert est.part("activations").bytes > 0
+
+
+def test_8bit_optimizer_cuts_optimizer_state(demo_ws, llama7b):
+    base = recipe(str(llama7b), model={"dtype": "float32"}, adapter={"type": "full"})
+    eight = recipe(
+        str(llama7b),
+        model={"dtype": "float32"},
+        adapter={"type": "full"},
+        training={"optim": "adamw_bnb_8bit"},
+    )
+    a = estimate_memory(base, demo_ws, gpu=A100).part("optimizer").bytes
+    b = estimate_memory(eight, demo_ws, gpu=A100).part("optimizer").bytes
+    assert a == 4 * b
+
+
+def test_7b_qlora_fits_in_6_to_10_gb(demo_ws, llama7b):
+    r = recipe(
+        str(llama7b),
+        model={"dtype": "bfloat16", "quantization": "4bit"},
+        adapter={"type": "lora", "r": 16, "dropout": 0.0},
+        training={"activation_checkpointing": True},
+    )
+    est = estimate_memory(r, demo_ws, gpu=A100)
+    assert 6e9 < est.total_bytes < 10e9
+    assert est.fits is True
+    # r * (in + out) over q, k, v, o, gate, up, down in 32 layers
+    assert est.trainable_params == 32 * 16 * (4 * 8192 + 3 * (4096 + 11008))
+    quantized = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
+    assert est.part("weights").bytes >= quantized * NF4_BYTES
+
+
+def test_lora_is_far_smaller_than_full_and_checkpointing_cuts_activations(demo_ws, llama7b):
+    full = estimate_memory(recipe(str(llama7b), adapter={"type": "full"}), demo_ws, gpu=A100)
+    lora = estimate_memory(recipe(str(llama7b), adapter={"type": "lora"}), demo_ws, gpu=A100)
+    ckpt = estimate_memory(
+        recipe(str(llama7b), adapter={"type": "lora"}, training={"activation_checkpointing": True}),
+        demo_ws,
+        gpu=A100,
+    )
+    assert lora.part("optimizer").bytes < full.part("optimizer").bytes / 50
+    assert ckpt.part("activations").bytes < lora.part("activations").bytes / 4
+    assert full.fits is not None  # compared with the GPU given
+    bigger = estimate_memory(
+        recipe(str(llama7b), adapter={"type": "lora"}, training={"per_device_train_batch_size": 4}),
+        demo_ws,
+        gpu=A100,
+    )
+    assert bigger.part("activations").bytes == pytest.approx(4 * lora.part("activations").bytes, rel=0.01)
+
+
+def test_freeze_and_prompt_tuning_trainables(demo_ws, llama7b):
+    shape = shape_from_config(LLAMA_7B)
+    freeze = estimate_memory(
+        recipe(str(llama7b), adapter={"type": "freeze", "trainable_layers": 2}), demo_ws, gpu=A100
+    )
+    per_layer = shape.layer_params // 32
+    assert freeze.trainable_params == 2 * per_layer + shape.head_params + shape.other_params
+    prompt = estimate_memory(
+        recipe(str(llama7b), adapter={"type": "prompt_tuning", "num_virtual_tokens": 20}), demo_ws, gpu=A100
+    )
+    assert prompt.trainable_params == 20 * 4096
+
+
+def test_reference_model_only_for_full_training_without_precompute(demo_ws, llama7b):
+    def ref(**kw):
+        return estimate_memory(recipe(str(llama7b), **kw), demo_ws, gpu=A100).part("reference")
+
+    full = ref(method="dpo", adapter={"type": "full"}, model={"dtype": "bfloat16"})
+    assert full.bytes == pytest.approx(13.48e9, rel=0.01)
+    assert ref(method="dpo", adapter={"type": "lora"}).bytes == 0
+    assert ref(method="dpo", adapter={"type": "full"}, training={"precompute_ref_log_probs": True}).bytes == 0
+    assert ref(method="orpo", adapter={"type": "full"}) is None
+    assert ref(method="grpo", adapter={"type": "full"}, training={"beta": 0.0}).bytes == 0
+    assert ref(method="grpo", adapter={"type": "full"}, training={"beta": 0.04}).bytes > 0
+
+
+def test_grpo_adds_a_kv_cache(demo_ws, llama7b):
+    r = recipe(
+        str(llama7b),
+        method="grpo",
+        max_length=256,
+        model={"dtype": "bfloat16"},
+        training={"per_device_train_batch_size": 8, "max_completion_length": 256, "steps_per_generation": 2},
+    )
+    est = estimate_memory(r, demo_ws, gpu=A100)
+    # 2 (k, v) x 32 layers x 4096 x 2 bytes per token, 16 sequences of 512 tokens
+    assert est.part("generation").bytes == 2 * 32 * 4096 * 2 * 16 * 512
+
+
+def test_no_gpu_is_said_not_crashed(demo_ws, llama7b):
+    est = estimate_memory(recipe(str(llama7b)), demo_ws, gpu=NO_GPU)
+    assert est.fits is None and est.device_bytes is None
+    assert "no GPU" in est.verdict()
+    small = GpuStatus(True, None, "1", "1", (GpuSample(0, "T4", 0.0, 4096.0, 0.0, 0.0, 0.0, None),))
+    assert estimate_memory(recipe(str(llama7b)), demo_ws, gpu=small).fits is False
+
+
+def test_demo_model_counts_from_safetensors_match_its_config(demo_ws):
+    folder = demo_ws.models / "demo-tiny"
+    config = json.loads((folder / "config.json").read_text())
+    exact = model_shape(folder)
+    derived = shape_from_config(config)
+    assert exact.source == "safetensors"
+    header = read_safetensors_header(folder / "model.safetensors")
+    assert exact.total_params == sum(_numel(v["shape"]) for v in header.values())
+    assert exact.total_params == derived.total_params
+    est = estimate_memory(recipe("demo-tiny", max_length=256), demo_ws, gpu=NO_GPU)
+    assert est.dtype == "float32"  # auto without a GPU, as the engine loads it
+    assert est.part("weights").bytes == pytest.approx(4 * exact.total_params, rel=0.2)
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def test_unknown_model_is_a_user_error(demo_ws):
+    from tui_ft.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        estimate_memory(recipe("no-such-model-here"), demo_ws, gpu=NO_GPU)
+
+
+def test_cli_estimate_json_and_bad_recipe(cli_env, llama7b):
+    cmd = tui_ft_command()
+    out = subprocess.run(
+        [
+            *cmd,
+            "estimate",
+            "sft-qlora",
+            "--set",
+            f"model.name={llama7b}",
+            "--set",
+            "model.dtype=bfloat16",
+            "--json",
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["total_params"] == 6_738_415_616
+    assert {p["key"] for p in doc["parts"]} >= {"weights", "gradients", "optimizer", "activations"}
+    bad = subprocess.run(
+        [*cmd, "estimate", "sft-lora", "--set", "adapter.r=0"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "adapter.r" in bad.stderr and "greater than 0" in bad.stderr

@@ -1,0 +1,114 @@
+"""The app shell: modes by key and by command, the header, open_run, start-up without the training stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from textual.widgets import Static
+
+from tui_ft.ui.app import TuiFtApp
+from tui_ft.ui.screens.datasets import DatasetsScreen
+from tui_ft.ui.screens.placeholder import ComingScreen
+from tui_ft.ui.widgets.shell import ShellHeader
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_number_keys_switch_modes(demo_ws):
+    app = TuiFtApp(demo_ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.current_mode == "datasets"
+        assert isinstance(app.screen, DatasetsScreen)
+        for key, mode in (
+            ("3", "runs"),
+            ("4", "annotate"),
+            ("5", "chat"),
+            ("2", "configure"),
+            ("1", "datasets"),
+        ):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.current_mode == mode
+            assert app.screen.query(ShellHeader), f"{mode} has no header"
+        await pilot.press("3")
+        await pilot.pause()
+        assert "coming" in str(app.screen.query_one(".coming-title", Static).render())
+
+
+async def test_header_shows_workspace_gpu_and_current_mode(demo_ws):
+    app = TuiFtApp(demo_ws, start_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        header = app.screen.query_one(ShellHeader)
+        assert demo_ws.root.name in str(header.query_one("#shell-workspace", Static).render())
+        gpu = str(header.query_one("#shell-gpu", Static).render())
+        assert gpu and "checking" not in gpu  # sampled: a GPU or "no GPU (why)"
+        modes = header.query_one("#shell-modes", Static).render()
+        assert "3 Runs" in str(modes)
+
+
+async def test_clicking_a_mode_in_the_header_switches_to_it(demo_ws):
+    app = TuiFtApp(demo_ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        text = str(app.screen.query_one("#shell-modes", Static).render())
+        column = text.index("5 Chat")
+        await pilot.click("#shell-modes", offset=(column + 1, 0))
+        await pilot.pause()
+        assert app.current_mode == "chat"
+
+
+async def test_open_run_shows_the_run_in_runs_mode(demo_ws):
+    app = TuiFtApp(demo_ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_run("20261122-014512-sft-lora")
+        await pilot.pause()
+        assert app.current_mode == "runs"
+        assert isinstance(app.screen, ComingScreen)
+        assert "20261122-014512-sft-lora" in str(app.screen.query_one("#coming-run", Static).render())
+
+
+async def test_command_palette_goes_to_a_mode(demo_ws):
+    app = TuiFtApp(demo_ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"go to annotate")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.current_mode == "annotate"
+
+
+def test_start_up_imports_no_training_stack(demo_ws):
+    code = (
+        "import sys\n"
+        "from tui_ft.ui.app import TuiFtApp\n"
+        "from pathlib import Path\nfrom tui_ft.workspace import Workspace\n"
+        f"app = TuiFtApp(Workspace(Path({str(demo_ws.root)!r})))\n"
+        "async def main():\n"
+        "    async with app.run_test(size=(80, 24)) as pilot:\n"
+        "        await pilot.pause(0.2)\n"
+        "import asyncio; asyncio.run(main())\n"
+        "heavy = ['torch', 'transformers', 'trl', 'peft', 'datasets', 'bitsandbytes']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""
+
+
+async def test_configure_mode_gets_the_shell(demo_ws):
+    app = TuiFtApp(demo_ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.current_mode == "configure"
+        assert len(app.screen.query(ShellHeader)) == 1

@@ -1,0 +1,73 @@
+"""Snapshots of the shell and the Datasets screen at 80x24 (Textual is pinned; cursor blink off).
+
+The workspace is reached through a symlink at a fixed path, and the GPU summary is fixed to the
+no-GPU answer, so the header reads the same on every machine. Regenerate after a deliberate change:
+`pytest tests/test_ui_snapshots.py --snapshot-update`, then look at the SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from tui_ft.monitor.system import GpuStatus
+from tui_ft.ui.app import TuiFtApp
+from tui_ft.workspace import Workspace
+
+SIZE = (80, 24)
+FIXED_ROOT = Path(tempfile.gettempdir()) / "tui-ft-snapshot-workspace"
+
+
+class SnapshotApp(TuiFtApp):
+    """The app with the machine-dependent GPU line fixed to what a machine without a GPU shows."""
+
+    def _sample_gpu(self) -> None:
+        self.post_message(self.GpuSampled(GpuStatus(False, "no NVIDIA driver found", None, None, ())))
+
+
+@pytest.fixture
+def snapshot_ws(demo_ws) -> Workspace:
+    if FIXED_ROOT.is_symlink() or FIXED_ROOT.exists():
+        FIXED_ROOT.unlink()
+    os.symlink(demo_ws.root, FIXED_ROOT)
+    yield Workspace(FIXED_ROOT)
+    FIXED_ROOT.unlink()
+
+
+async def _settle(pilot) -> None:
+    """Wait until the dataset is checked and the GPU line is drawn; stop the cursors blinking."""
+    app = pilot.app
+    for _ in range(400):
+        screen = app.screen
+        checked = getattr(screen, "source", None) is None or screen.report is not None
+        ready = checked and "checking" not in app.gpu_summary
+        if ready:
+            break
+        await pilot.pause(0.05)
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause()
+
+
+def test_datasets_rows(snap_compare, snapshot_ws):
+    app = SnapshotApp(snapshot_ws, open_path="chat.jsonl")
+    assert snap_compare(app, terminal_size=SIZE, run_before=_settle, press=["down", "down"])
+
+
+def test_datasets_preference_row(snap_compare, snapshot_ws):
+    app = SnapshotApp(snapshot_ws, open_path="preferences.jsonl")
+    assert snap_compare(app, terminal_size=SIZE, run_before=_settle, press=["enter"])
+
+
+def test_datasets_no_dataset_yet(snap_compare, snapshot_ws):
+    app = SnapshotApp(snapshot_ws)
+    assert snap_compare(app, terminal_size=SIZE, run_before=_settle)
+
+
+def test_shell_runs_placeholder(snap_compare, snapshot_ws):
+    app = SnapshotApp(snapshot_ws, start_mode="runs")
+    assert snap_compare(app, terminal_size=SIZE, run_before=_settle)

@@ -1,0 +1,740 @@
+"""How much accelerator memory a recipe needs, from the model's config.json (no torch, no download).
+
+The estimate is a sum of parts, each with a one-line explanation, per device (per GPU):
+
+  weights      parameters x bytes of `model.dtype` (auto: bfloat16 on a GPU, float32 on a CPU, as the
+               engine loads them). 4bit: NF4 = 0.5 byte per quantized weight plus double-quantized block
+               scales (8-bit absmax per 64 weights, fp32 per 256 blocks: ~0.516 byte in all); 8bit
+               (LLM.int8): 1 byte plus an fp32 scale per row. Only the Linear layers inside the
+               transformer blocks are quantized; embeddings, norms and the head stay in 16/32 bits, and
+               peft's `prepare_model_for_kbit_training` upcasts them to float32.
+  gradients    one per trainable parameter, in the trainable parameters' dtype: the weights' dtype for
+               full and freeze, float32 for adapters (peft keeps adapter weights in float32).
+  optimizer    `training.optim`: AdamW keeps two moments per trainable parameter in the parameters'
+               dtype for torch's AdamW (so full fine-tuning with float32 weights is 4+4+8 = 16 bytes per
+               parameter, and pure bfloat16 is 2+2+4 = 8) and float32 for bitsandbytes' 32-bit ones;
+               8-bit optimizers keep 1 byte per moment (adamw_8bit, paged_adamw_8bit: 2 bytes/param);
+               Lion/RMSprop/Adagrad keep one moment, AdEMAMix three, Adafactor factored rows and columns.
+  activations  what autograd keeps for the backward pass of a Llama-style block, per token:
+               two RMSNorms (a float32 copy of their input and the normalised output),
+               q, k, v, the attention output and the o_proj input (3h + 2 kv), and the MLP's gate, its
+               activation, up and their product (4 x intermediate), in the compute dtype (2 bytes under
+               bf16/fp16, 4 in float32); x batch x sequence x trained blocks. Attention is assumed
+               memory-efficient (SDPA/flash: no seq^2 term) unless `attn_implementation: eager`.
+               Activation checkpointing keeps only each block's input plus one block being recomputed.
+               LoRA dropout > 0 adds a dropped copy of each adapted module's input. Plus the logits:
+               batch x sequence x vocab in the compute dtype, upcast to float32 for the loss, and the
+               log-softmax kept for backward (compute + 8 bytes per logit). Every sequence is assumed
+               `data.max_length` tokens long (the worst case: packing, or a batch holding a long example).
+               Freeze training keeps activations of the trained blocks only; nothing below them needs
+               a gradient.
+  reference    DPO, KTO, GRPO (beta > 0) and RLOO compare with a reference model: none with an adapter
+               (the base with the adapter disabled is the reference), a second copy of the weights for
+               full and freeze training, unless DPO/KTO `precompute_ref_log_probs` computes the reference
+               log-probabilities once before training. ORPO and reward modelling have no reference.
+  generation   GRPO/RLOO generate completions: the KV cache of per_device_train_batch_size x
+               steps_per_generation sequences of (prompt = data.max_length) + max_completion_length
+               tokens: 2 x layers x kv_heads x head_dim x compute bytes per token. vLLM is not modelled.
+  runtime      on a GPU, the CUDA context and kernels (~0.75 GiB), plus 10% of the rest for the
+               allocator's fragmentation and short-lived buffers.
+
+Pairs double the batch: DPO and ORPO run chosen and rejected together, the reward model scores both.
+Under `accelerate` with DeepSpeed ZeRO-2, gradients and optimizer states are split over the processes;
+ZeRO-3 and FSDP split the weights as well. The figures are estimates (expect +-25%): allocator caching,
+kernels' workspaces and library versions move the real peak.
+
+Parameters are counted from the safetensors headers next to config.json when they are there (exact,
+any architecture), else from config.json for a Llama-style decoder (vocab, hidden, intermediate,
+layers, heads and kv heads, tied embeddings; biases ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui_ft.errors import NotFoundError
+from tui_ft.modelref import resolve_model
+from tui_ft.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tui_ft.monitor.system import GpuStatus
+    from tui_ft.recipe import Recipe
+
+GIB = 1024**3
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weight + 8-bit absmax per 64 + fp32 per 256 absmax
+NF4_BYTES_SINGLE = 0.5 + 4 / 64  # without double quantization (not used by tui-ft, kept for reference)
+CUDA_CONTEXT = int(0.75 * GIB)
+FRAGMENTATION = 0.10
+
+# TRL's defaults (trl 1.x) for the keys the estimate reads, when the recipe does not set them.
+TRL_DEFAULTS: dict[str, Any] = {
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "optim": "adamw_torch_fused",
+    "precompute_ref_log_probs": False,
+    "max_completion_length": 512,
+    "steps_per_generation": None,
+}
+BETA_DEFAULTS = {"dpo": 0.1, "kto": 0.1, "orpo": 0.1, "grpo": 0.0, "rloo": 0.05}
+PAIRED_METHODS = ("dpo", "orpo", "reward")
+REFERENCE_METHODS = ("dpo", "kto", "grpo", "rloo")
+GENERATING_METHODS = ("grpo", "rloo")
+# Architectures whose MLP has two matrices (up, down) rather than a gated three (gate, up, down).
+NON_GATED = ("gpt2", "gpt_neo", "gpt_neox", "gptj", "opt", "bloom", "falcon", "phi", "starcoder2", "mpt")
+_LAYER = re.compile(r"\.(?:layers|h|blocks|layer|decoder_layers)\.(\d+)\.")
+_FLOAT_DTYPES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One Linear module inside a transformer block."""
+
+    name: str  # full module name, e.g. model.layers.0.self_attn.q_proj
+    in_features: int
+    out_features: int
+
+    @property
+    def short(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+    @property
+    def params(self) -> int:
+        return self.in_features * self.out_features
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs to know about a model's architecture."""
+
+    source: str  # "safetensors" | "config.json"
+    total_params: int
+    embed_params: int
+    head_params: int  # 0 when the head is tied to the embeddings
+    layer_params: int  # all blocks together
+    other_params: int  # final norm and the like
+    num_layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool
+    experts_per_token: int = 1
+    linears: tuple[Linear, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def quantizable_params(self) -> int:
+        return sum(lin.params for lin in self.linears)
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    key: str  # weights | gradients | optimizer | activations | reference | generation | runtime
+    label: str
+    bytes: int
+    explanation: str
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Per-device memory for a recipe, part by part, and how it compares with the GPU here."""
+
+    model: str
+    model_source: str
+    total_params: int
+    trainable_params: int
+    dtype: str
+    batch: int
+    seq_len: int
+    parts: tuple[MemoryPart, ...]
+    device: str  # what the total is compared with, in words
+    device_bytes: int | None  # the smallest GPU's memory, None without a GPU
+    assumptions: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(p.bytes for p in self.parts)
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.device_bytes is None else self.total_bytes <= self.device_bytes
+
+    def verdict(self) -> str:
+        """One line: fits, does not fit, or no GPU to compare with."""
+        total = format_bytes(self.total_bytes)
+        if self.device_bytes is None:
+            return f"needs ~{total} per device; {self.device}"
+        if self.fits:
+            share = 100 * self.total_bytes / self.device_bytes
+            return f"fits: ~{total} of {format_bytes(self.device_bytes)} ({share:.0f}%) on {self.device}"
+        return f"does not fit: ~{total} > {format_bytes(self.device_bytes)} on {self.device}"
+
+    def part(self, key: str) -> MemoryPart | None:
+        return next((p for p in self.parts if p.key == key), None)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["total_bytes"] = self.total_bytes
+        doc["fits"] = self.fits
+        doc["verdict"] = self.verdict()
+        return doc
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB', 13.5e9 -> '12.6 GiB'."""
+    for unit, size in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def format_count(n: int) -> str:
+    """6738415616 -> '6.74B', 40_000_000 -> '40.0M'."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.{2 if unit == 'B' else 1}f}{unit}"
+    return str(n)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the model's shape
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a .safetensors file (tensor names, dtypes, shapes), without reading tensors."""
+    with open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        if length > 100 * 1024 * 1024:
+            raise ValueError(f"{path}: implausible safetensors header length {length}")
+        header = json.loads(fh.read(length))
+    header.pop("__metadata__", None)
+    return header
+
+
+def _safetensors_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text()).get("weight_map", {})
+        return [model_dir / name for name in sorted(set(weight_map.values()))]
+    return sorted(model_dir.glob("*.safetensors"))
+
+
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    inner = config.get("text_config")
+    return {**config, **inner} if isinstance(inner, dict) else config
+
+
+def _first(config: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        if config.get(key) is not None:
+            return config[key]
+    return default
+
+
+def _dims(config: dict[str, Any]) -> dict[str, Any]:
+    """The dimensions that matter, under the names the common config classes give them."""
+    cfg = _text_config(config)
+    hidden = int(_first(cfg, "hidden_size", "n_embd", "d_model", "dim"))
+    heads = int(_first(cfg, "num_attention_heads", "n_head", "num_heads"))
+    kv_heads = _first(cfg, "num_key_value_heads", "num_kv_heads", "n_head_kv")
+    if kv_heads is None:
+        kv_heads = 1 if cfg.get("multi_query") else heads
+    experts = int(_first(cfg, "num_local_experts", "num_experts", "n_routed_experts", default=1) or 1)
+    return {
+        "model_type": str(cfg.get("model_type", "")),
+        "vocab": int(_first(cfg, "vocab_size", "padded_vocab_size")),
+        "hidden": hidden,
+        "intermediate": int(
+            _first(cfg, "moe_intermediate_size" if experts > 1 else "intermediate_size", "intermediate_size")
+            or _first(cfg, "n_inner", "ffn_dim", "ffn_hidden_size", default=4 * hidden)
+        ),
+        "layers": int(_first(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers")),
+        "heads": heads,
+        "kv_heads": int(kv_heads),
+        "head_dim": int(_first(cfg, "head_dim", default=hidden // heads)),
+        "tied": cfg.get("tie_word_embeddings"),
+        "experts": experts,
+        "experts_per_token": int(_first(cfg, "num_experts_per_tok", "top_k", default=1) or 1),
+    }
+
+
+def shape_from_config(config: dict[str, Any]) -> ModelShape:
+    """Count a Llama-style decoder's parameters from its config.json."""
+    try:
+        d = _dims(config)
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"config.json lacks the sizes needed ({exc})") from None
+    notes = []
+    tied = d["tied"]
+    if tied is None:
+        tied = False
+        notes.append("config.json does not say whether embeddings are tied: assumed untied")
+    h, i, hd = d["hidden"], d["intermediate"], d["head_dim"]
+    q_out, kv_out = d["heads"] * hd, d["kv_heads"] * hd
+    gated = d["model_type"] not in NON_GATED
+    linears: list[Linear] = []
+    for n in range(d["layers"]):
+        attn = f"model.layers.{n}.self_attn"
+        mlp = f"model.layers.{n}.mlp"
+        linears += [
+            Linear(f"{attn}.q_proj", h, q_out),
+            Linear(f"{attn}.k_proj", h, kv_out),
+            Linear(f"{attn}.v_proj", h, kv_out),
+            Linear(f"{attn}.o_proj", q_out, h),
+        ]
+        for e in range(d["experts"]):
+            prefix = f"{mlp}.experts.{e}" if d["experts"] > 1 else mlp
+            if gated:
+                linears.append(Linear(f"{prefix}.gate_proj", h, i))
+            linears += [Linear(f"{prefix}.up_proj", h, i), Linear(f"{prefix}.down_proj", i, h)]
+    router = d["layers"] * h * d["experts"] if d["experts"] > 1 else 0
+    norms = d["layers"] * 2 * h
+    layer_params = sum(lin.params for lin in linears) + norms + router
+    embed = d["vocab"] * h
+    head = 0 if tied else d["vocab"] * h
+    other = h  # the final norm
+    return ModelShape(
+        source="config.json",
+        total_params=embed + head + layer_params + other,
+        embed_params=embed,
+        head_params=head,
+        layer_params=layer_params,
+        other_params=other,
+        num_layers=d["layers"],
+        hidden=h,
+        intermediate=i,
+        heads=d["heads"],
+        kv_heads=d["kv_heads"],
+        head_dim=hd,
+        vocab=d["vocab"],
+        tied=tied,
+        experts_per_token=min(d["experts_per_token"], d["experts"]),
+        linears=tuple(linears),
+        notes=tuple(notes),
+    )
+
+
+def shape_from_safetensors(config: dict[str, Any], files: list[Path]) -> ModelShape | None:
+    """Exact counts from the safetensors headers; None if the weights are stored quantized."""
+    d = _dims(config)
+    embed = head = layers = other = 0
+    linears: list[Linear] = []
+    for path in files:
+        for name, info in read_safetensors_header(path).items():
+            if info.get("dtype") not in _FLOAT_DTYPES:
+                return None  # packed/quantized weights: the shapes do not count parameters
+            shape = info.get("shape") or []
+            n = math.prod(shape)
+            if "lm_head" in name or name.endswith(("score.weight", "embed_out.weight")):
+                head += n
+            elif _LAYER.search(name):
+                layers += n
+                if len(shape) == 2 and name.endswith(".weight"):
+                    linears.append(Linear(name.removesuffix(".weight"), int(shape[1]), int(shape[0])))
+            elif len(shape) == 2 and shape[0] >= d["vocab"] and ("embed" in name or "wte" in name):
+                embed += n
+            else:
+                other += n
+    if not embed and not layers:
+        return None
+    return ModelShape(
+        source="safetensors",
+        total_params=embed + head + layers + other,
+        embed_params=embed,
+        head_params=head,
+        layer_params=layers,
+        other_params=other,
+        num_layers=d["layers"],
+        hidden=d["hidden"],
+        intermediate=d["intermediate"],
+        heads=d["heads"],
+        kv_heads=d["kv_heads"],
+        head_dim=d["head_dim"],
+        vocab=d["vocab"],
+        tied=head == 0,
+        experts_per_token=min(d["experts_per_token"], d["experts"]),
+        linears=tuple(linears),
+    )
+
+
+def model_shape(model_dir: Path) -> ModelShape:
+    """The shape of the model in `model_dir` (its config.json, and safetensors headers if present)."""
+    config_file = model_dir / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise NotFoundError(f"cannot read {config_file}: {exc}", field="model.name") from None
+    files = [f for f in _safetensors_files(model_dir) if f.is_file()]
+    if files:
+        try:
+            shape = shape_from_safetensors(config, files)
+        except (OSError, ValueError, KeyError, TypeError, struct.error):
+            shape = None
+        if shape is not None:
+            return shape
+    try:
+        return shape_from_config(config)
+    except ValueError as exc:
+        raise NotFoundError(f"{config_file}: {exc}", field="model.name") from None
+
+
+def locate_config(model: str, ws: Workspace, revision: str | None = None) -> Path:
+    """The directory holding the model's config.json: local, a run's base, or the hub cache (no download)."""
+    local = Path(model).expanduser()
+    if local.is_absolute() and (local / "config.json").is_file():
+        return local  # (resolve_model would take an absolute path for a run id: ws.runs / "/x" is "/x")
+    ref = resolve_model(model, ws, field="model.name")
+    path = ref.path
+    if ref.adapter:
+        if not ref.base:
+            raise NotFoundError(f"the adapter at {ref.path} does not name its base model", field="model.name")
+        base = Path(ref.base).expanduser()
+        if base.is_dir():
+            return base
+        path = ref.base
+    elif ref.local:
+        return Path(path)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(path, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - a malformed id or a broken cache: same answer for the user
+        cached = None
+    if isinstance(cached, str):
+        return Path(cached).parent
+    raise NotFoundError(
+        f"{path}'s config.json is not in the local Hugging Face cache",
+        field="model.name",
+        hint=f"fetch it once: huggingface-cli download {path} config.json",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# the estimate
+
+
+def _matches(target: str | list[str], lin: Linear) -> bool:
+    """peft's rule: a list matches a module's last name part(s); a string is a regex on the full name."""
+    if target == "all-linear":
+        return True
+    if isinstance(target, str):
+        return re.fullmatch(target, lin.name) is not None
+    return any(lin.name == t or lin.name.endswith("." + t) for t in target)
+
+
+def _optimizer(optim: str, param_bytes: int, trainable: int, hidden: int) -> tuple[int, str]:
+    """Bytes of optimizer state for `trainable` parameters stored in `param_bytes` each."""
+    name = optim.lower()
+    if name in ("sgd", "lomo", "adalomo"):
+        return 0, f"{optim}: no per-parameter state"
+    if "adafactor" in name:
+        # factored second moment: a row and a column vector per matrix, ~ 2/hidden of the parameters
+        return int(trainable * 4 * 2 / max(hidden, 1)), f"{optim}: factored second moment (rows + columns)"
+    moments = 3 if "ademamix" in name else 1 if any(k in name for k in ("lion", "rmsprop", "adagrad")) else 2
+    if "8bit" in name:
+        per = 1.0
+        kind = "8-bit"
+    elif "4bit" in name:
+        per = 0.5
+        kind = "4-bit"
+    elif name.startswith(("adamw_torch", "adamw_anyprecision", "sgd", "adagrad")) or name == "rmsprop":
+        per = float(param_bytes)
+        kind = {4: "float32", 2: "16-bit"}.get(param_bytes, f"{param_bytes}-byte")
+    else:
+        per = 4.0
+        kind = "float32"
+    total = int(trainable * moments * per)
+    return total, f"{optim}: {moments} {kind} moment{'s' if moments > 1 else ''} x {format_count(trainable)}"
+
+
+def _trl_default(method: str, key: str, ws: Workspace) -> Any:
+    """TRL's default for `key` from the cached field table if there is one (never imports trl)."""
+    from tui_ft.training_fields import _cache_file, training_fields
+
+    try:
+        if _cache_file(ws.cache).exists():
+            fields = training_fields(method, cache_dir=ws.cache)
+            if key in fields:
+                return fields[key].default
+    except (OSError, ValueError, KeyError, ImportError):
+        pass
+    if key == "beta":
+        return BETA_DEFAULTS.get(method, 0.0)
+    if key == "num_generations":
+        return 8 if method == "grpo" else 2
+    return TRL_DEFAULTS.get(key)
+
+
+def _gpu_status() -> GpuStatus:
+    from tui_ft.monitor.system import GpuSampler
+
+    with GpuSampler() as sampler:
+        return sampler.sample()
+
+
+def estimate_memory(
+    recipe: Recipe,
+    workspace: Workspace,
+    *,
+    gpu: GpuStatus | None = None,
+    shape: ModelShape | None = None,
+) -> MemoryEstimate:
+    """Estimate the per-device memory `recipe` needs (see the module docstring for the formula).
+
+    `gpu` is the NVML view to compare with (sampled when not given); `shape` skips reading the model.
+    Raises NotFoundError (a user error) when the model or its config.json cannot be found.
+    """
+    if gpu is None:
+        gpu = _gpu_status()
+    on_gpu = gpu.available and bool(gpu.gpus)
+    if shape is None:
+        shape = model_shape(locate_config(recipe.model.name, workspace, recipe.model.revision))
+    training = recipe.training
+    method = recipe.method
+    adapter = recipe.adapter
+    quant = recipe.model.quantization
+    assumptions: list[str] = list(shape.notes)
+
+    def setting(key: str) -> Any:
+        return training[key] if key in training else _trl_default(method, key, workspace)
+
+    # precision
+    dtype = recipe.model.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if on_gpu else "float32"
+        assumptions.append(
+            f"model.dtype auto: {dtype} ({'assuming a bf16-capable GPU' if on_gpu else 'no GPU here'})"
+        )
+    wbytes = DTYPE_BYTES[dtype]
+    half_compute = wbytes == 2 or bool(training.get("bf16")) or bool(training.get("fp16"))
+    if dtype == "float32" and on_gpu and "bf16" not in training and "fp16" not in training:
+        half_compute = True  # the engine turns bf16 mixed precision on where the GPU has it
+    abytes = 2 if half_compute else 4
+
+    # shape under the method: a reward model swaps the LM head for a one-logit score head
+    head = shape.head_params
+    total = shape.total_params
+    if method == "reward":
+        total = total - head + shape.hidden
+        head = shape.hidden
+    lm_head_trainable = head if head else shape.embed_params  # tied: the embeddings are the head
+
+    # what trains
+    adapted = [lin for lin in shape.linears if _matches(adapter.target_modules, lin)]
+    kind = adapter.type
+    if kind == "full":
+        trainable = total
+        train_bytes = wbytes
+        train_what = "every parameter"
+    elif kind == "freeze":
+        layers_trained = min(adapter.trainable_layers, shape.num_layers)
+        per_layer = shape.layer_params // max(shape.num_layers, 1)
+        trainable = per_layer * layers_trained + lm_head_trainable + shape.other_params
+        train_bytes = wbytes
+        train_what = f"last {layers_trained} block(s) + final norm + head"
+    elif kind in ("lora", "dora"):
+        trainable = sum(adapter.r * (lin.in_features + lin.out_features) for lin in adapted)
+        if kind == "dora":
+            trainable += sum(lin.out_features for lin in adapted)
+        train_bytes = 4
+        train_what = f"r={adapter.r} on {len(adapted)} modules"
+        if not adapted:
+            assumptions.append(f"adapter.target_modules {adapter.target_modules!r} matches no Linear module")
+        if method == "reward":
+            trainable += head  # the new score head trains too (modules_to_save)
+    else:  # prompt_tuning
+        trainable = adapter.num_virtual_tokens * shape.hidden
+        train_bytes = 4
+        train_what = f"{adapter.num_virtual_tokens} virtual tokens x {shape.hidden}"
+
+    parts: list[MemoryPart] = []
+
+    # weights
+    if quant == "none":
+        weights = total * wbytes
+        weights_why = f"{format_count(total)} params x {wbytes} B ({dtype})"
+    else:
+        qparams = shape.quantizable_params
+        rest = total - qparams
+        if quant == "4bit":
+            qbytes = qparams * NF4_BYTES
+            qwhy = "NF4 4-bit + double-quant scales"
+        else:
+            qbytes = qparams + 4 * sum(lin.out_features for lin in shape.linears)
+            qwhy = "int8 + fp32 row scales"
+        weights = int(qbytes + rest * 4)
+        weights_why = f"{format_count(qparams)} {qwhy}; {format_count(rest)} others in fp32 (k-bit prep)"
+    if kind in ("lora", "dora", "prompt_tuning"):
+        weights += trainable * train_bytes
+    parts.append(MemoryPart("weights", "weights", int(weights), weights_why))
+
+    # gradients and optimizer
+    parts.append(
+        MemoryPart(
+            "gradients",
+            "gradients",
+            trainable * train_bytes,
+            f"{format_count(trainable)} trainable ({train_what}) x {train_bytes} B",
+        )
+    )
+    optim = str(setting("optim") or "adamw_torch")
+    opt_bytes, opt_why = _optimizer(optim, train_bytes, trainable, shape.hidden)
+    parts.append(MemoryPart("optimizer", "optimizer", opt_bytes, opt_why))
+
+    # activations
+    batch = int(setting("per_device_train_batch_size") or 1)
+    seq = recipe.data.max_length
+    if seq is None:
+        seq = 1024
+        assumptions.append("data.max_length not set: assuming 1024 tokens")
+    if kind == "prompt_tuning":
+        seq += adapter.num_virtual_tokens
+    completion = 0
+    if method in GENERATING_METHODS:
+        completion = int(setting("max_completion_length") or 512)
+    seq_total = seq + completion
+    rows = batch * (2 if method in PAIRED_METHODS else 1)
+    tokens = rows * seq_total
+    h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate * shape.experts_per_token
+    per_token_layer = 2 * (4 + abytes) * h + abytes * (3 * h + 2 * kv) + 4 * abytes * i
+    if kind in ("lora", "dora"):
+        per_layer_adapted: dict[int, int] = {}
+        for lin in adapted:
+            m = _LAYER.search("." + lin.name + ".")
+            extra = abytes * adapter.r
+            if adapter.dropout > 0:
+                extra += (abytes + 1) * lin.in_features  # dropped input copy + its mask
+            layer = int(m.group(1)) if m else 0
+            per_layer_adapted[layer] = per_layer_adapted.get(layer, 0) + extra
+        per_token_layer += max(per_layer_adapted.values(), default=0)
+    eager = recipe.model.attn_implementation == "eager"
+    per_layer_eager = rows * shape.heads * seq_total * seq_total * 2 * abytes if eager else 0
+    trained_layers = min(adapter.trainable_layers, shape.num_layers) if kind == "freeze" else shape.num_layers
+    checkpointing = bool(training.get("activation_checkpointing", training.get("gradient_checkpointing")))
+    full_layer = tokens * per_token_layer + per_layer_eager
+    if checkpointing and trained_layers:
+        layer_acts = trained_layers * tokens * h * abytes + full_layer
+        ckpt_why = "checkpointed: block inputs + 1 block"
+    else:
+        layer_acts = trained_layers * full_layer
+        ckpt_why = f"{trained_layers} block(s) kept"
+    logit_width = 1 if method == "reward" else shape.vocab
+    logits = tokens * logit_width * (abytes + 8)
+    parts.append(
+        MemoryPart(
+            "activations",
+            "activations",
+            int(layer_acts + logits),
+            f"{rows} x {seq_total} tokens, {ckpt_why}; logits {format_bytes(logits)}"
+            + ("; eager attention seq^2" if eager else ""),
+        )
+    )
+    if method in PAIRED_METHODS:
+        assumptions.append(f"{method}: chosen and rejected run together (batch x 2)")
+
+    # reference model
+    if method in REFERENCE_METHODS:
+        beta = setting("beta")
+        precompute = method in ("dpo", "kto") and bool(setting("precompute_ref_log_probs"))
+        if method in GENERATING_METHODS and not beta:
+            ref_bytes, ref_why = 0, "beta = 0: no reference model"
+        elif kind in ("lora", "dora", "prompt_tuning"):
+            ref_bytes, ref_why = 0, "the base with the adapter disabled (no copy)"
+        elif precompute:
+            ref_bytes, ref_why = 0, "log-probs precomputed before training (no copy kept)"
+        else:
+            ref_bytes, ref_why = total * wbytes, f"a second copy of the weights ({dtype}), no gradients"
+        parts.append(MemoryPart("reference", "reference", ref_bytes, ref_why))
+
+    # generation (GRPO/RLOO)
+    if method in GENERATING_METHODS:
+        steps = setting("steps_per_generation") or setting("gradient_accumulation_steps") or 1
+        sequences = batch * int(steps)
+        kv_bytes = 2 * shape.num_layers * kv * abytes * sequences * seq_total
+        parts.append(
+            MemoryPart(
+                "generation",
+                "KV cache",
+                int(kv_bytes),
+                f"{sequences} sequences x {seq} prompt + {completion} completion tokens",
+            )
+        )
+        if training.get("use_vllm"):
+            assumptions.append("use_vllm: vLLM's own memory is not included")
+
+    # sharding over several processes
+    launcher = recipe.launcher
+    if launcher.type == "accelerate" and launcher.num_processes > 1:
+        n = launcher.num_processes
+        config = launcher.config
+        sharded = {
+            "deepspeed-zero2": ("gradients", "optimizer"),
+            "deepspeed-zero3": ("weights", "gradients", "optimizer", "reference"),
+            "fsdp": ("weights", "gradients", "optimizer", "reference"),
+        }.get(config, ())
+        if sharded:
+            parts = [
+                MemoryPart(p.key, p.label, p.bytes // n, p.explanation + f" / {n} ({config})")
+                if p.key in sharded
+                else p
+                for p in parts
+            ]
+        elif config == "ddp":
+            assumptions.append(f"ddp: each of the {n} processes holds everything")
+
+    # runtime overhead
+    subtotal = sum(p.bytes for p in parts)
+    runtime = int(subtotal * FRAGMENTATION) + (CUDA_CONTEXT if on_gpu else 0)
+    runtime_why = "10% allocator slack" + (" + CUDA context ~0.75 GiB" if on_gpu else "")
+    if quant == "4bit" or kind == "dora":
+        biggest = max((lin.params for lin in shape.linears), default=0)
+        runtime += biggest * abytes * (2 if kind == "dora" else 1)
+        runtime_why += "; one dequantized/merged matrix at a time"
+    if dtype == "float32" and half_compute and quant == "none":
+        runtime += total * 2
+        runtime_why += "; autocast's 16-bit weight copies"
+    parts.append(MemoryPart("runtime", "runtime", runtime, runtime_why))
+
+    # the device to compare with
+    if on_gpu:
+        wanted = launcher.gpus
+        gpus = [g for g in gpu.gpus if wanted is None or g.index in wanted] or list(gpu.gpus)
+        known = [g for g in gpus if g.memory_total_mb]
+        if known:
+            smallest = min(known, key=lambda g: g.memory_total_mb or 0)
+            device_bytes: int | None = int((smallest.memory_total_mb or 0) * 1024 * 1024)
+            device = f"GPU {smallest.index} {smallest.name}"
+        else:
+            device_bytes, device = None, "the GPU does not report its memory"
+    else:
+        device_bytes = None
+        device = "no GPU detected to compare with"
+        if gpu.reason:
+            assumptions.append(f"GPU: {gpu.reason}")
+
+    return MemoryEstimate(
+        model=recipe.model.name,
+        model_source=shape.source,
+        total_params=total,
+        trainable_params=trainable,
+        dtype=dtype + (f" + {quant}" if quant != "none" else ""),
+        batch=batch,
+        seq_len=seq_total,
+        parts=tuple(parts),
+        device=device,
+        device_bytes=device_bytes,
+        assumptions=tuple(assumptions),
+    )

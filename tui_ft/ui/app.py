@@ -1,0 +1,168 @@
+"""The Textual app: five places to work (modes), a header with the workspace and GPUs, a footer, commands.
+
+Start-up imports Textual and the light domain modules only. torch, transformers and the rest of the
+training stack are imported on worker threads by the screens that need them (the token view's
+tokenizer), never here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.theme import Theme
+from textual.widgets import Header
+
+from tui_ft.monitor.system import GpuSampler, GpuStatus
+from tui_ft.ui.commands import TuiFtCommands
+from tui_ft.ui.screens.datasets import DatasetsScreen
+from tui_ft.ui.screens.placeholder import ComingScreen
+from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
+from tui_ft.workspace import Workspace
+
+GPU_POLL_S = 5.0
+
+THEME = Theme(
+    name="tui-ft",
+    primary="#5fafd7",
+    secondary="#87af87",
+    accent="#ffaf5f",
+    warning="#ffaf00",
+    error="#ff5f5f",
+    success="#87d787",
+    foreground="#d0d0d0",
+    background="#1c1c1c",
+    surface="#202020",
+    panel="#2a2a2a",
+    dark=True,
+)
+
+
+def with_shell(screen_class: type[Screen]) -> type[Screen]:
+    """`screen_class` with the app's header on top (in place of any header of its own)."""
+
+    class ShellScreen(screen_class):  # type: ignore[valid-type, misc]
+        def compose(self) -> ComposeResult:
+            yield ShellHeader()
+            for widget in super().compose():
+                if not isinstance(widget, (ShellHeader, Header)):
+                    yield widget
+
+    ShellScreen.__name__ = ShellScreen.__qualname__ = f"{screen_class.__name__}WithShell"
+    return ShellScreen
+
+
+def configure_screen() -> Screen:
+    """The Configure mode's screen, imported on first use: the recipe schema (pydantic) is not
+    needed to paint the first screen, and importing it would cost a fifth of the start-up budget."""
+    from tui_ft.ui.screens.configure import ConfigureScreen
+
+    return with_shell(ConfigureScreen)()
+
+
+class TuiFtApp(App[int]):
+    """tui-ft: Datasets, Configure, Runs, Annotate and Chat over one workspace."""
+
+    TITLE = "tui-ft"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere find it too
+    MODES = {
+        "datasets": DatasetsScreen,
+        "configure": configure_screen,
+        "runs": partial(ComingScreen, "runs"),
+        "annotate": partial(ComingScreen, "annotate"),
+        "chat": partial(ComingScreen, "chat"),
+    }
+    DEFAULT_MODE = "datasets"
+    COMMANDS = App.COMMANDS | {TuiFtCommands}
+    BINDINGS = [
+        *(
+            Binding(key, f"switch_mode('{mode}')", title, show=False, id=f"app.mode.{mode}")
+            for mode, title, key in PLACES
+        ),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    gpu_summary: reactive[str] = reactive("GPU: checking…")
+
+    @dataclass
+    class GpuSampled(Message):
+        status: GpuStatus
+
+    def __init__(self, workspace: Workspace, start_mode: str = "datasets", open_path: str | None = None):
+        if start_mode not in self.MODES:
+            raise ValueError(f"unknown mode {start_mode!r}; expected one of {', '.join(self.MODES)}")
+        self.DEFAULT_MODE = start_mode  # read by App.__init__: the first screen is the one asked for
+        super().__init__()
+        self.workspace = workspace
+        self.open_path = open_path
+        self.gpu_status: GpuStatus | None = None
+        self._gpu = GpuSampler()
+        self.register_theme(THEME)
+        self.theme = THEME.name
+
+    def on_mount(self) -> None:
+        self._sample_gpu()
+
+    # --- GPU summary (poll without overlap: the next sample is scheduled when one arrives) ----------
+
+    @work(thread=True, exclusive=True, group="gpu", exit_on_error=False)
+    def _sample_gpu(self) -> None:
+        self.post_message(self.GpuSampled(self._gpu.sample()))
+
+    @on(GpuSampled)
+    def _on_gpu_sampled(self, message: GpuSampled) -> None:
+        self.gpu_status = message.status
+        self.gpu_summary = gpu_summary(message.status)
+        self.set_timer(GPU_POLL_S, self._sample_gpu)
+
+    def on_unmount(self) -> None:
+        self._gpu.close()
+
+    # --- what other parts call ----------------------------------------------------------------------
+
+    def open_run(self, run_id: str) -> None:
+        """Show run `run_id` in the Runs mode."""
+        self.switch_mode("runs")
+        show = getattr(self.screen, "show_run", None)
+        if show is not None:
+            show(run_id)
+
+    def open_dataset(self, ref: str) -> None:
+        """Open a dataset (a path or a hub id) on the Datasets screen."""
+        self.switch_mode("datasets")
+        screen = self.screen
+        if isinstance(screen, DatasetsScreen):
+            screen.call_after_refresh(screen.open, ref)
+
+    def show_tab(self, tab: str) -> None:
+        """Show one of the Datasets screen's tabs (rows, row, tokens, errors)."""
+        self.switch_mode("datasets")
+        screen = self.screen
+        if isinstance(screen, DatasetsScreen):
+            screen.call_after_refresh(screen.action_tab, tab)
+
+    def action_open_dataset(self) -> None:
+        self.switch_mode("datasets")
+        screen = self.screen
+        if isinstance(screen, DatasetsScreen):
+            screen.call_after_refresh(screen.action_open)
+
+    def action_find_rows(self) -> None:
+        self.switch_mode("datasets")
+        screen = self.screen
+        if isinstance(screen, DatasetsScreen):
+            screen.call_after_refresh(screen.action_search)
+
+
+def run_app(workspace: Workspace, start_mode: str = "datasets", open_path: str | None = None) -> int:
+    """Run the UI until it is closed; the exit status for the command line."""
+    app = TuiFtApp(workspace.ensure(), start_mode=start_mode, open_path=open_path)
+    app.run()
+    return app.return_code or 0

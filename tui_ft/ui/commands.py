@@ -1,0 +1,64 @@
+"""The command palette's tui-ft commands: go to a place, open a dataset, open a run, find rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tui_ft.data.loading import DATA_SUFFIXES
+from tui_ft.ui.widgets.shell import PLACES
+
+if TYPE_CHECKING:
+    from tui_ft.ui.app import TuiFtApp
+
+
+class TuiFtCommands(Provider):
+    """Places, the workspace's datasets and runs, and the Datasets screen's actions."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        app: TuiFtApp = self.app  # type: ignore[assignment]
+        commands: list[tuple[str, str, Callable[[], object]]] = [
+            (f"Go to {title}", f"switch to the {title} screen (key {key})", partial(app.switch_mode, mode))
+            for mode, title, key in PLACES
+        ]
+        commands += [
+            ("Open dataset…", "type a path or a hub id on the Datasets screen", app.action_open_dataset),
+            ("Find rows…", "find rows containing text on the Datasets screen", app.action_find_rows),
+            (
+                "Token view",
+                "the current row through the model's chat template",
+                partial(app.show_tab, "tab-tokens"),
+            ),
+            (
+                "Validation errors",
+                "the dataset's errors; Enter jumps to the row",
+                partial(app.show_tab, "tab-errors"),
+            ),
+        ]
+        data = app.workspace.data
+        if data.is_dir():
+            for path in sorted(data.iterdir()):
+                if path.suffix.lower() in DATA_SUFFIXES:
+                    commands.append(
+                        (f"Open dataset {path.name}", str(path), partial(app.open_dataset, str(path)))
+                    )
+        runs = app.workspace.runs
+        if runs.is_dir():
+            for run in sorted((p for p in runs.iterdir() if p.is_dir()), reverse=True)[:50]:
+                commands.append((f"Open run {run.name}", "show the run", partial(app.open_run, run.name)))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            if not name.startswith(("Open dataset ", "Open run ")):
+                yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)

@@ -1,0 +1,423 @@
+"""Configure: pick a recipe, edit it in a form derived from the schema, see the memory estimate and the
+equivalent command, save it to the workspace, launch it (a detached runner) and go to its run."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Input, Label, Select, Static
+
+from tui_ft.errors import UserError
+from tui_ft.estimate import MemoryEstimate, format_bytes, format_count
+from tui_ft.recipe import Recipe, dump_recipe, saved_recipes, saved_recipes_dir, shipped_recipes
+from tui_ft.ui.widgets.recipe_form import RecipeForm
+from tui_ft.workspace import Workspace
+
+ESTIMATE_DELAY_S = 0.3
+
+
+def recipe_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """(label, path) for every shipped recipe, then every recipe saved in the workspace."""
+    choices = [(p.stem, str(p)) for p in shipped_recipes()]
+    shipped = {p.stem for p in shipped_recipes()}
+    choices += [(f"{p.stem} (saved)", str(p)) for p in saved_recipes(ws) if p.stem not in shipped]
+    return choices
+
+
+def recipe_ref(source: Path, ws: Workspace) -> str:
+    """How `tui-ft train` names this recipe: by name when shipped or saved in the workspace."""
+    for folder in (shipped_recipes(), saved_recipes(ws)):
+        if source in folder:
+            return source.stem
+    return str(source)
+
+
+def train_command(source: Path, overrides: list[str], ws: Workspace) -> str:
+    parts = ["tui-ft", "train", recipe_ref(source, ws)]
+    for item in overrides:
+        parts += ["--set", item]
+    return shlex.join(parts)
+
+
+def render_estimate(estimate: MemoryEstimate) -> Table:
+    """The total and verdict first (visible without scrolling), then each part with its reason."""
+    colour = {True: "green", False: "red"}.get(estimate.fits, "yellow")  # type: ignore[arg-type]
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(ratio=1)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_row(
+        Text("total", style="bold"), Text(format_bytes(estimate.total_bytes), style=f"bold {colour}")
+    )
+    table.add_row(Text(estimate.verdict(), style=colour), "")
+    table.add_row(
+        Text(
+            f"{format_count(estimate.total_params)} params, {format_count(estimate.trainable_params)} "
+            f"trainable; {estimate.dtype}; batch {estimate.batch} x {estimate.seq_len}",
+            style="dim",
+        ),
+        "",
+    )
+    for part in estimate.parts:
+        table.add_row(Text(part.label, style="bold"), format_bytes(part.bytes))
+        table.add_row(Text(part.explanation, style="dim"), "")
+    for note in estimate.assumptions:
+        table.add_row(Text(f"· {note}", style="dim italic"), "")
+    return table
+
+
+class SaveRecipeScreen(ModalScreen[str | None]):
+    """Ask for the name to save the recipe under; dismisses with the name, or None."""
+
+    DEFAULT_CSS = """
+    SaveRecipeScreen { align: center middle; }
+    SaveRecipeScreen > Vertical {
+        width: 60; max-width: 95%; height: auto; border: thick $primary; padding: 0 1; background: $surface;
+    }
+    SaveRecipeScreen #save-error { color: $error; height: auto; }
+    SaveRecipeScreen #save-where { color: $text-muted; height: auto; }
+    SaveRecipeScreen Horizontal { height: auto; align-horizontal: right; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="configure.save.cancel")]
+
+    def __init__(self, name: str, folder: Path, check: Any) -> None:
+        super().__init__()
+        self.initial = name
+        self.folder = folder
+        self.check = check  # name -> error message or None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Save the recipe as")
+            yield Input(self.initial, id="save-name")
+            yield Static("", id="save-where")
+            yield Static("", id="save-error")
+            with Horizontal():
+                yield Button("Cancel", id="save-cancel")
+                yield Button("Save", variant="primary", id="save-ok")
+
+    def on_mount(self) -> None:
+        self._describe(self.initial)
+
+    @on(Input.Changed, "#save-name")
+    def _typed(self, event: Input.Changed) -> None:
+        self._describe(event.value)
+
+    def _describe(self, name: str) -> None:
+        path = self.folder / f"{name.strip()}.yaml"
+        note = " (exists: will be replaced)" if path.exists() else ""
+        self.query_one("#save-where", Static).update(f"{path}{note}")
+
+    @on(Input.Submitted, "#save-name")
+    @on(Button.Pressed, "#save-ok")
+    def _save(self) -> None:
+        name = self.query_one("#save-name", Input).value.strip()
+        problem = self.check(name)
+        if problem:
+            self.query_one("#save-error", Static).update(problem)
+            return
+        self.dismiss(name)
+
+    @on(Button.Pressed, "#save-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfigureScreen(Screen):
+    """The Configure mode: recipe picker, form, memory estimate, command, save and launch."""
+
+    DEFAULT_CSS = """
+    ConfigureScreen #picker-row { height: 1; }
+    ConfigureScreen #picker-row > Label { width: 8; padding: 0 1 0 0; }
+    ConfigureScreen .picker { width: 32; }
+    ConfigureScreen #form-state { width: 1fr; padding: 0 0 0 2; }
+    ConfigureScreen #main { height: 1fr; }
+    ConfigureScreen #form-holder { width: 1fr; height: 1fr; }
+    ConfigureScreen #side { width: 30; height: 1fr; border-left: solid $panel; padding: 0 0 0 1; }
+    ConfigureScreen #side-title { text-style: bold; }
+    ConfigureScreen #command { height: auto; max-height: 4; background: $boost; padding: 0 1; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save recipe", id="configure.save"),
+        Binding("ctrl+l", "launch", "Launch", id="configure.launch"),
+        Binding("ctrl+o", "pick", "Pick recipe", id="configure.pick"),
+    ]
+
+    @dataclass
+    class EstimateReady(Message):
+        estimate: MemoryEstimate
+        generation: int
+
+    @dataclass
+    class EstimateFailed(Message):
+        message: str
+        generation: int
+
+    @dataclass
+    class Launched(Message):
+        run_id: str
+        pid: int
+
+    @dataclass
+    class LaunchFailed(Message):
+        error: UserError | str
+
+    def __init__(self, *, source: Path | None = None, name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.source = source
+        self._estimate_timer: Any = None
+        self._generation = 0
+        self._gpu_sampler: Any = None
+        self.last_estimate: MemoryEstimate | None = None
+        self.launched: list[str] = []
+        self._form: RecipeForm | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        ws = getattr(self.app, "workspace", None)
+        return ws if isinstance(ws, Workspace) else Workspace.default()
+
+    @property
+    def form(self) -> RecipeForm:
+        """The current form (a replaced one may linger in the DOM for a moment)."""
+        return self._form if self._form is not None else self.query_one(RecipeForm)
+
+    def compose(self) -> ComposeResult:
+        ws = self.workspace
+        choices = recipe_choices(ws)
+        if self.source is None:
+            preferred = [p for label, p in choices if label == "sft-lora"] or [p for _, p in choices]
+            self.source = Path(preferred[0]) if preferred else None
+        if self.source is not None:
+            self.source = self.source.resolve()
+            if str(self.source) not in [value for _, value in choices]:
+                choices.append((self.source.stem, str(self.source)))
+        with Horizontal(id="picker-row"):
+            yield Label("recipe")
+            yield Select(
+                choices,
+                value=str(self.source) if self.source else Select.NULL,
+                allow_blank=self.source is None,
+                compact=True,
+                classes="picker",
+            )
+            yield Static("", id="form-state")
+        with Horizontal(id="main"):
+            with Vertical(id="form-holder"):
+                if self.source is not None:
+                    self._form = RecipeForm(self.source, cache_dir=ws.cache)
+                    yield self._form
+            with VerticalScroll(id="side"):
+                yield Static("Memory estimate", id="side-title")
+                yield Static("estimating…", id="estimate")
+        yield Static("", id="command")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._show_command([])
+
+    def on_unmount(self) -> None:
+        if self._gpu_sampler is not None:
+            self._gpu_sampler.close()
+
+    # ---------------------------------------------------------------------------------------------
+    # the recipe
+
+    @on(Select.Changed, ".picker")
+    async def _picked(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL or str(event.value) == str(self.source):
+            return
+        await self.open_recipe(Path(str(event.value)))
+
+    async def open_recipe(self, source: Path) -> None:
+        """Start the form again from `source`."""
+        self.source = source
+        holder = self.query_one("#form-holder", Vertical)
+        await holder.remove_children()
+        self._form = RecipeForm(source, cache_dir=self.workspace.cache)
+        await holder.mount(self._form)
+        picker = self.query(".picker").last(Select)
+        choices = recipe_choices(self.workspace)
+        if str(source) not in [value for _, value in choices]:
+            choices.append((source.stem, str(source)))
+        if [value for _, value in choices] != [value for _, value in picker._options if value != Select.NULL]:
+            # a newly saved recipe: a fresh picker (set_options would select its first entry on the way)
+            fresh = Select(choices, value=str(source), allow_blank=False, compact=True, classes="picker")
+            self.query_one("#picker-row", Horizontal).mount(fresh, before=picker)
+            picker.remove()
+        self._show_command([])
+
+    def action_pick(self) -> None:
+        self.query(".picker").last().focus()
+
+    @on(RecipeForm.Changed)
+    def _form_changed(self, event: RecipeForm.Changed) -> None:
+        if event.form is not self.form:
+            return
+        self._show_command(event.overrides)
+        self.query_one("#form-state", Static).update(Text("valid", style="green"))
+        self._schedule_estimate()
+
+    @on(RecipeForm.Invalid)
+    def _form_invalid(self, event: RecipeForm.Invalid) -> None:
+        if event.form is not self.form:
+            return
+        self._show_command(event.overrides)
+        first = event.errors[0]
+        self.query_one("#form-state", Static).update(Text(f"invalid: {first.field or 'recipe'}", style="red"))
+        self._generation += 1  # a pending estimate is for an older recipe
+        self.query_one("#estimate", Static).update(
+            Text(f"fix {first.field or 'the recipe'} to estimate:\n{first.message}", style="yellow")
+        )
+
+    def _show_command(self, overrides: list[str]) -> None:
+        if self.source is None:
+            return
+        command = train_command(self.source, overrides, self.workspace)
+        self.query_one("#command", Static).update(Text(f"$ {command}"))
+
+    # ---------------------------------------------------------------------------------------------
+    # the estimate
+
+    def _schedule_estimate(self) -> None:
+        self._generation += 1
+        if self._estimate_timer is not None:
+            self._estimate_timer.stop()
+        generation = self._generation
+        self._estimate_timer = self.set_timer(ESTIMATE_DELAY_S, lambda: self._start_estimate(generation))
+
+    def _start_estimate(self, generation: int) -> None:
+        recipe = self.form.recipe if self.is_mounted else None
+        if recipe is not None and generation == self._generation:
+            self._estimate(recipe, generation)
+
+    @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
+    def _estimate(self, recipe: Recipe, generation: int) -> None:
+        from tui_ft.estimate import estimate_memory
+        from tui_ft.monitor.system import GpuSampler
+
+        if self._gpu_sampler is None:
+            self._gpu_sampler = GpuSampler()
+        try:
+            estimate = estimate_memory(recipe, self.workspace, gpu=self._gpu_sampler.sample())
+        except UserError as exc:
+            self.post_message(self.EstimateFailed(str(exc), generation))
+            return
+        except (OSError, ValueError) as exc:
+            self.post_message(self.EstimateFailed(f"cannot estimate: {exc}", generation))
+            return
+        self.post_message(self.EstimateReady(estimate, generation))
+
+    @on(EstimateReady)
+    def _estimate_ready(self, message: EstimateReady) -> None:
+        if message.generation != self._generation:
+            return
+        self.last_estimate = message.estimate
+        self.query_one("#estimate", Static).update(render_estimate(message.estimate))
+
+    @on(EstimateFailed)
+    def _estimate_failed(self, message: EstimateFailed) -> None:
+        if message.generation == self._generation:
+            self.query_one("#estimate", Static).update(Text(message.message, style="yellow"))
+
+    # ---------------------------------------------------------------------------------------------
+    # save
+
+    def _check_name(self, name: str) -> str | None:
+        if not name:
+            return "give the recipe a name"
+        if name in {p.stem for p in shipped_recipes()}:
+            return f"{name} is a shipped recipe's name; choose another"
+        try:
+            self.form.validate([*self.form.overrides(), f"name={name}"])
+        except UserError as exc:
+            return f"{exc.field}: {exc.message}" if exc.field else exc.message
+        return None
+
+    def action_save(self) -> None:
+        form = self.form
+        if form.recipe is None:
+            self.notify(
+                "fix the recipe first: " + (form.error.message if form.error else ""), severity="error"
+            )
+            return
+        name = form.recipe.name or "my-recipe"
+        saved_dir = saved_recipes_dir(self.workspace)
+        if self.source is not None and self.source.parent != saved_dir:
+            name = f"{name}-custom"
+        self.app.push_screen(SaveRecipeScreen(name, saved_dir, self._check_name), self._saved)
+
+    async def _saved(self, name: str | None) -> None:
+        if not name:
+            return
+        loaded = self.form.validate([*self.form.overrides(), f"name={name}"])
+        folder = saved_recipes_dir(self.workspace)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.yaml"
+        path.write_text(dump_recipe(loaded.recipe), encoding="utf-8")
+        self.notify(f"saved {path}")
+        await self.open_recipe(path)
+
+    # ---------------------------------------------------------------------------------------------
+    # launch
+
+    def action_launch(self) -> None:
+        form = self.form
+        if form.recipe is None or self.source is None:
+            self.notify(
+                "fix the recipe first: " + (form.error.message if form.error else ""), severity="error"
+            )
+            return
+        self.query_one("#form-state", Static).update(Text("launching…", style="cyan"))
+        self._launch(self.source, form.overrides())
+
+    @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
+    def _launch(self, source: Path, overrides: list[str]) -> None:
+        """What `tui-ft train SOURCE --set ... --detach` does: the same domain calls."""
+        from tui_ft.recipe import load_recipe
+        from tui_ft.runs.launcher import spawn_runner
+        from tui_ft.runs.prepare import create_run
+
+        ws = self.workspace
+        try:
+            loaded = load_recipe(source, overrides, cache_dir=ws.ensure().cache)
+            run = create_run(loaded, ws)
+            proc = spawn_runner(run, detach=True)
+        except UserError as exc:
+            self.post_message(self.LaunchFailed(exc))
+            return
+        except OSError as exc:
+            self.post_message(self.LaunchFailed(f"cannot start the runner: {exc}"))
+            return
+        self.post_message(self.Launched(run.id, proc.pid))
+
+    @on(Launched)
+    def _launched(self, message: Launched) -> None:
+        self.launched.append(message.run_id)
+        self.query_one("#form-state", Static).update(Text(f"launched {message.run_id}", style="green"))
+        open_run = getattr(self.app, "open_run", None)
+        if callable(open_run):
+            open_run(message.run_id)
+        else:
+            self.notify(f"run {message.run_id} started")
+
+    @on(LaunchFailed)
+    def _launch_failed(self, message: LaunchFailed) -> None:
+        error = message.error
+        self.query_one("#form-state", Static).update(Text("launch failed", style="red"))
+        if isinstance(error, UserError):
+            self.form.show_error(error)
+            self.notify(str(error), severity="error", markup=False)
+        else:
+            self.notify(error, severity="error", markup=False)

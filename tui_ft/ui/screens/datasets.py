@@ -1,0 +1,468 @@
+"""Datasets: open a file, a folder or a hub id; page through its rows; read one; see its tokens; fix errors.
+
+Every slow step runs on a thread worker and reports with a message: opening and indexing (the table
+shows rows as soon as the first part of a JSON Lines file is indexed), checking every row, searching,
+and in the token view loading the tokenizer and measuring lengths. Messages carry the source they are
+about, so the answer to an old request is dropped when another dataset has been opened since.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import (
+    DirectoryTree,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from tui_ft.data.checks import CheckReport, check_dataset
+from tui_ft.data.formats import Format, detect_format
+from tui_ft.data.loading import CheckCancelled, DatasetSource, JsonlSource, Row, open_dataset
+from tui_ft.data.search import find_row
+from tui_ft.errors import DataError
+from tui_ft.ui.widgets.data_browser import DataTree, PathSuggester
+from tui_ft.ui.widgets.row_table import RowTable
+from tui_ft.ui.widgets.row_view import RowView
+from tui_ft.ui.widgets.shell import ShellHeader, short_path
+from tui_ft.ui.widgets.token_view import TokenPanel
+
+_PROGRESS_EVERY_S = 0.1
+
+
+def _name(source: DatasetSource) -> str:
+    path = source.path
+    return Path(path).name if isinstance(path, Path) else str(path)
+
+
+class DatasetsScreen(Screen):
+    """Browse, check and inspect one dataset at a time."""
+
+    BINDINGS = [
+        Binding("o", "open", "Open", id="datasets.open"),
+        Binding("slash", "search", "Find", id="datasets.search"),
+        Binding("n", "find(False)", "Next", id="datasets.find_next"),
+        Binding("N", "find(True)", "Previous", show=False, id="datasets.find_previous"),
+        Binding("r", "tab('tab-rows')", "Rows", show=False, id="datasets.rows"),
+        Binding("v", "tab('tab-row')", "Row", show=False, id="datasets.row"),
+        Binding("t", "tab('tab-tokens')", "Tokens", id="datasets.tokens"),
+        Binding("e", "tab('tab-errors')", "Errors", id="datasets.errors"),
+        Binding("p", "toggle_part", "Chosen/rejected", show=False, id="datasets.part"),
+        Binding("ctrl+b", "toggle_sidebar", "Files", show=False, id="datasets.sidebar"),
+        Binding("escape", "back", "Back", show=False, id="datasets.back"),
+    ]
+
+    # --- messages from the workers -------------------------------------------------------------------
+
+    @dataclass
+    class Opened(Message):
+        source: DatasetSource
+        browsable: bool  # rows can be read while the index grows (JSON Lines)
+        columns: list[str]
+        format: Format | None
+
+    @dataclass
+    class IndexProgress(Message):
+        source: DatasetSource
+        rows: int
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, type(self)) and message.source is self.source
+
+    @dataclass
+    class Indexed(Message):
+        source: DatasetSource
+        rows: int
+
+    @dataclass
+    class OpenFailed(Message):
+        ref: str
+        error: DataError
+
+    @dataclass
+    class CheckProgress(Message):
+        source: DatasetSource
+        rows: int
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, type(self)) and message.source is self.source
+
+    @dataclass
+    class Checked(Message):
+        source: DatasetSource
+        report: CheckReport
+
+    @dataclass
+    class Found(Message):
+        source: DatasetSource
+        needle: str
+        index: int | None
+        backwards: bool
+
+    # --- layout --------------------------------------------------------------------------------------
+
+    def __init__(self) -> None:
+        super().__init__(id="datasets-screen")
+        self.source: DatasetSource | None = None
+        self.format: Format | None = None
+        self.report: CheckReport | None = None
+        self.ref: str | None = None
+        self.needle = ""
+        self._error_lines: list[int | None] = []
+        self._status = ""
+
+    @property
+    def workspace(self):
+        return self.app.workspace  # type: ignore[attr-defined]
+
+    def compose(self) -> ComposeResult:
+        data_dir = self.workspace.data
+        tree_root = data_dir if data_dir.is_dir() else Path.cwd()
+        yield ShellHeader()
+        with Horizontal(id="ds-main"):
+            with Vertical(id="ds-sidebar"):
+                yield Input(
+                    placeholder="path or hub id (owner/name)",
+                    suggester=PathSuggester([data_dir, Path.cwd()]),
+                    compact=True,
+                    id="ds-path",
+                )
+                yield Label(f"files in {short_path(tree_root)}", id="ds-tree-label")
+                yield DataTree(tree_root, id="ds-tree")
+            with Vertical(id="ds-body"):
+                yield Static(
+                    "Open a dataset: pick a file on the left, or type a path and press Enter.", id="ds-info"
+                )
+                with TabbedContent(id="ds-tabs", initial="tab-rows"):
+                    with TabPane("Rows", id="tab-rows"):
+                        yield RowTable(id="ds-table")
+                    with TabPane("Row", id="tab-row"):
+                        yield RowView(id="ds-row")
+                    with TabPane("Tokens", id="tab-tokens"):
+                        yield TokenPanel(self.workspace, id="ds-tokens")
+                    with TabPane("Errors", id="tab-errors"):
+                        yield OptionList(id="ds-errors")
+                with Horizontal(id="ds-search"):
+                    yield Label("find")
+                    yield Input(
+                        placeholder="text in a row; Enter: next, N: previous", compact=True, id="ds-find"
+                    )
+                    yield Static("", id="ds-find-status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        start = getattr(self.app, "open_path", None)
+        if start:
+            self.open(start)
+        else:
+            self.query_one("#ds-tree", DirectoryTree).focus()
+
+    # --- opening -------------------------------------------------------------------------------------
+
+    def open(self, ref: str) -> None:
+        """Open a dataset: a path (relative ones resolve in the workspace's data folder first) or a hub id."""
+        ref = ref.strip()
+        if not ref:
+            return
+        self.ref = ref
+        path_input = self.query_one("#ds-path", Input)
+        if path_input.value != ref:
+            path_input.value = ref
+        for group in ("check", "find"):
+            self.workers.cancel_group(self, group)
+        self._set_info(f"opening {ref}…")
+        self._open_worker(ref)
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False)
+    def _open_worker(self, ref: str) -> None:
+        worker = get_current_worker()
+        try:
+            source = open_dataset(ref, base_dir=self.workspace.data)
+            browsable = isinstance(source, JsonlSource)
+            columns = list(source.columns)
+            fmt = next(
+                (f for item in source.head(20) if isinstance(item, Row) and (f := detect_format(item.data))),
+                None,
+            )
+        except DataError as err:
+            self.post_message(self.OpenFailed(ref, err))
+            return
+        self.post_message(self.Opened(source, browsable, columns, fmt))
+        last = 0.0
+
+        def progress(rows: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= _PROGRESS_EVERY_S:
+                last = now
+                self.post_message(self.IndexProgress(source, rows))
+
+        try:
+            if not source.build_index(progress, lambda: worker.is_cancelled):
+                return
+            rows = len(source)
+        except DataError as err:
+            self.post_message(self.OpenFailed(ref, err))
+            return
+        self.post_message(self.Indexed(source, rows))
+
+    @on(Opened)
+    def _on_opened(self, message: Opened) -> None:
+        if self.source is not None and self.source is not message.source:
+            self.source.close()
+        self.source, self.format, self.report = message.source, message.format, None
+        self.query_one("#ds-errors", OptionList).clear_options()
+        self._error_lines = []
+        self.query_one("#ds-tabs", TabbedContent).get_tab("tab-errors").label = "Errors"
+        table = self.query_one("#ds-table", RowTable)
+        table.set_source(message.source, 0, message.columns)
+        self._status = "indexing…"
+        self._show_info()
+        table.focus()
+
+    @on(IndexProgress)
+    def _on_index_progress(self, message: IndexProgress) -> None:
+        if message.source is not self.source:
+            return
+        if isinstance(message.source, JsonlSource):
+            self.query_one("#ds-table", RowTable).set_row_count(message.rows)
+        self._status = f"indexing… {message.rows:,} rows"
+        self._show_info()
+
+    @on(Indexed)
+    def _on_indexed(self, message: Indexed) -> None:
+        if message.source is not self.source:
+            return
+        self.query_one("#ds-table", RowTable).set_row_count(message.rows)
+        self._status = "checking…"
+        self._show_info()
+        self._check_worker(message.source)
+
+    @on(OpenFailed)
+    def _on_open_failed(self, message: OpenFailed) -> None:
+        if message.ref != self.ref:
+            return
+        self._status = ""
+        self._set_info(Text(f"cannot open {message.ref}: ", style="red") + Text(str(message.error)))
+        self.notify(str(message.error), title="Cannot open", severity="error", markup=False)
+
+    # --- checking ------------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="check", exit_on_error=False)
+    def _check_worker(self, source: DatasetSource) -> None:
+        worker = get_current_worker()
+        last = 0.0
+
+        def progress(rows: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= _PROGRESS_EVERY_S:
+                last = now
+                self.post_message(self.CheckProgress(source, rows))
+
+        try:
+            report = check_dataset(source, progress=progress, cancelled=lambda: worker.is_cancelled)
+        except CheckCancelled:
+            return
+        self.post_message(self.Checked(source, report))
+
+    @on(CheckProgress)
+    def _on_check_progress(self, message: CheckProgress) -> None:
+        if message.source is self.source:
+            self._status = f"checking… {message.rows:,} rows"
+            self._show_info()
+
+    @on(Checked)
+    def _on_checked(self, message: Checked) -> None:
+        if message.source is not self.source:
+            return
+        report = message.report
+        self.report = report
+        if report.format and self.format is None:
+            self.format = Format(report.format)
+        errors = self.query_one("#ds-errors", OptionList)
+        errors.clear_options()
+        self._error_lines = [e.get("line") for e in report.errors]
+        options = []
+        for k, e in enumerate(report.errors):
+            where = f"line {e['line']}" if e.get("line") else "file"
+            field = f" {e['field']}:" if e.get("field") else ""
+            options.append(Option(f"{where}:{field} {e['message']}", id=str(k)))
+        errors.add_options(options)
+        if options:
+            errors.highlighted = 0
+        if report.error_count > len(report.errors):
+            errors.add_option(Option(f"… and {report.error_count - len(report.errors)} more", disabled=True))
+        label = f"Errors ({report.error_count})" if report.error_count else "Errors"
+        self.query_one("#ds-tabs", TabbedContent).get_tab("tab-errors").label = label
+        if report.error_count:
+            self._status = (
+                f"[red]✗ {report.error_count} error{'s' if report.error_count > 1 else ''}[/red] (e)"
+            )
+        else:
+            self._status = "[green]✓ no errors[/green]"
+        self._show_info()
+
+    @on(OptionList.OptionSelected, "#ds-errors")
+    def _jump_to_error(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is None or self.source is None:
+            return
+        line = self._error_lines[int(event.option.id)]
+        index = self.source.index_of_line(line) if line else None
+        if index is None:
+            self.notify(f"line {line} is not the start of a row", severity="warning")
+            return
+        self.action_tab("tab-rows")
+        table = self.query_one("#ds-table", RowTable)
+        table.jump_to(index)
+        table.focus()
+
+    # --- info line -----------------------------------------------------------------------------------
+
+    def _set_info(self, text: str | Text) -> None:
+        self.query_one("#ds-info", Static).update(text)
+
+    def _show_info(self) -> None:
+        if self.source is None:
+            return
+        table = self.query_one("#ds-table", RowTable)
+        parts = [f"[b]{_name(self.source)}[/b]"]
+        parts.append(f"format [b]{self.format.value}[/b]" if self.format else "format [red]unknown[/red]")
+        if self.source.indexed or table.row_count:
+            parts.append(f"{table.row_count:,} rows")
+        if self._status:
+            parts.append(self._status)
+        self._set_info(" · ".join(parts))
+
+    # --- the row under the cursor --------------------------------------------------------------------
+
+    @on(RowTable.RowHighlighted, "#ds-table")
+    def _on_row_highlighted(self, _: RowTable.RowHighlighted) -> None:
+        self._show_current()
+
+    @on(RowTable.RowSelected, "#ds-table")
+    def _on_row_selected(self, _: RowTable.RowSelected) -> None:
+        self.action_tab("tab-row")
+
+    @on(TabbedContent.TabActivated, "#ds-tabs")
+    def _on_tab(self, _: TabbedContent.TabActivated) -> None:
+        self._show_current()
+
+    def current_row(self) -> Row | DataError | None:
+        table = self.query_one("#ds-table", RowTable)
+        if self.source is None or not table.row_count:
+            return None
+        return table.get_row(table.cursor)
+
+    def _show_current(self) -> None:
+        item = self.current_row()
+        if item is None:
+            return
+        active = self.query_one("#ds-tabs", TabbedContent).active
+        if active == "tab-row":
+            self.query_one("#ds-row", RowView).show(item, self.format)
+        elif active == "tab-tokens" and self.source is not None:
+            tokens = self.query_one("#ds-tokens", TokenPanel)
+            tokens.show_row(self.source, item if isinstance(item, Row) else None, self.format)
+
+    # --- search --------------------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#ds-find")
+    def _on_find_submitted(self, event: Input.Submitted) -> None:
+        again = event.value == self.needle  # Enter again on the same text: the next match
+        self.needle = event.value
+        self._find(backwards=False, from_cursor=not again)
+
+    def _find(self, *, backwards: bool, from_cursor: bool = False) -> None:
+        if self.source is None or not self.needle:
+            return
+        cursor = self.query_one("#ds-table", RowTable).cursor
+        start = cursor - 1 if backwards else cursor + (0 if from_cursor else 1)
+        if start < 0:
+            self._find_status("no match above")
+            return
+        self._find_status("searching…")
+        self._find_worker(self.source, self.needle, start, backwards)
+
+    @work(thread=True, exclusive=True, group="find", exit_on_error=False)
+    def _find_worker(self, source: DatasetSource, needle: str, start: int, backwards: bool) -> None:
+        worker = get_current_worker()
+        index = find_row(source, needle, start, backwards=backwards, cancelled=lambda: worker.is_cancelled)
+        if not worker.is_cancelled:
+            self.post_message(self.Found(source, needle, index, backwards))
+
+    @on(Found)
+    def _on_found(self, message: Found) -> None:
+        if message.source is not self.source:
+            return
+        if message.index is None:
+            self._find_status(f"no match {'above' if message.backwards else 'below'}")
+            return
+        self._find_status(f"row {message.index:,}")
+        self.query_one("#ds-table", RowTable).jump_to(message.index)
+
+    def _find_status(self, text: str) -> None:
+        self.query_one("#ds-find-status", Static).update(text)
+
+    # --- picking a file ------------------------------------------------------------------------------
+
+    @on(Input.Submitted, "#ds-path")
+    def _on_path_submitted(self, event: Input.Submitted) -> None:
+        self.open(event.value)
+
+    @on(DirectoryTree.FileSelected, "#ds-tree")
+    def _on_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self.open(str(event.path))
+
+    # --- actions -------------------------------------------------------------------------------------
+
+    def action_open(self) -> None:
+        self.remove_class("-no-sidebar")
+        self.query_one("#ds-path", Input).focus()
+
+    def action_search(self) -> None:
+        self.add_class("-searching")
+        self.query_one("#ds-find", Input).focus()
+
+    def action_find(self, backwards: bool) -> None:
+        if not self.needle:
+            self.action_search()
+            return
+        self._find(backwards=backwards)
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#ds-tabs", TabbedContent).active = tab
+        focus = {"tab-rows": "#ds-table", "tab-errors": "#ds-errors"}.get(tab)
+        if focus is not None:
+            self.query_one(focus).focus()
+
+    def action_toggle_part(self) -> None:
+        self.query_one("#ds-tokens", TokenPanel).toggle_part()
+
+    def action_toggle_sidebar(self) -> None:
+        self.toggle_class("-no-sidebar")
+
+    def action_back(self) -> None:
+        if self.has_class("-searching"):
+            self.remove_class("-searching")
+        self.action_tab("tab-rows")
+
+    def on_unmount(self) -> None:
+        if self.source is not None:
+            self.source.close()
