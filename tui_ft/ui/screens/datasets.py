@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.lazy import Lazy
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
@@ -152,10 +153,11 @@ class DatasetsScreen(Screen):
                 with TabbedContent(id="ds-tabs", initial="tab-rows"):
                     with TabPane("Rows", id="tab-rows"):
                         yield RowTable(id="ds-table")
+                    # Hidden tabs mount just after the first paint: a faster first screen.
                     with TabPane("Row", id="tab-row"):
-                        yield RowView(id="ds-row")
+                        yield Lazy(RowView(id="ds-row"))
                     with TabPane("Tokens", id="tab-tokens"):
-                        yield TokenPanel(self.workspace, id="ds-tokens")
+                        yield Lazy(TokenPanel(self.workspace, id="ds-tokens"))
                     with TabPane("Errors", id="tab-errors"):
                         yield OptionList(id="ds-errors")
                 with Horizontal(id="ds-search"):
@@ -375,11 +377,13 @@ class DatasetsScreen(Screen):
         if item is None:
             return
         active = self.query_one("#ds-tabs", TabbedContent).active
+        # (the query finds nothing in the instant before the lazy tabs mount; a tab shown later asks again)
         if active == "tab-row":
-            self.query_one("#ds-row", RowView).show(item, self.format)
+            for view in self.query("#ds-row").results(RowView):
+                view.show(item, self.format)
         elif active == "tab-tokens" and self.source is not None:
-            tokens = self.query_one("#ds-tokens", TokenPanel)
-            tokens.show_row(self.source, item if isinstance(item, Row) else None, self.format)
+            for tokens in self.query("#ds-tokens").results(TokenPanel):
+                tokens.show_row(self.source, item if isinstance(item, Row) else None, self.format)
 
     # --- search --------------------------------------------------------------------------------------
 
