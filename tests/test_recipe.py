@@ -127,3 +127,14 @@ def test_unknown_recipe_name_suggests(cache):
     with pytest.raises(RecipeError) as info:
         load_recipe("sft-lor", cache_dir=cache)
     assert "did you mean sft-lora" in str(info.value)
+
+
+def test_dpo_loss_type_takes_one_name_or_a_list_checked_against_trls_own_list(tmp_path):
+    one = load_recipe("dpo-lora", ["training.loss_type=ipo"], cache_dir=tmp_path)
+    assert one.recipe.training["loss_type"] == ["ipo"]
+    mixed = load_recipe("dpo-lora", ["training.loss_type=[sigmoid, sft]"], cache_dir=tmp_path)
+    assert mixed.recipe.training["loss_type"] == ["sigmoid", "sft"]
+    with pytest.raises(
+        RecipeError, match=r"'sigmodi' is not one of sigmoid, hinge, ipo.*did you mean 'sigmoid'"
+    ):
+        load_recipe("dpo-lora", ["training.loss_type=sigmodi"], cache_dir=tmp_path)

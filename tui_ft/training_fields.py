@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ CONFIG_CLASSES: dict[str, tuple[str, str]] = {
 KINDS = ("bool", "int", "float", "str", "dict", "list", "null")
 
 
+_POSSIBLE = re.compile(r"Possible values are:?\s*((?:`'?[\w\-]+'?`[,\s]*(?:and|or)?\s*)+)")
+_QUOTED = re.compile(r"`'?([\w\-]+)'?`")
+
+
 @dataclass(frozen=True)
 class TrainingField:
     name: str
@@ -39,6 +44,15 @@ class TrainingField:
     choices: tuple[str, ...] | None
     default: Any
     help: str
+
+    @property
+    def item_choices(self) -> tuple[str, ...] | None:
+        """For a list field whose TRL help lists its possible values (DPO's `loss_type`): those values."""
+        if "list" not in self.kinds:
+            return None
+        found = _POSSIBLE.search(self.help)
+        names = _QUOTED.findall(found.group(1)) if found else []
+        return tuple(names) if len(names) > 1 else None
 
     def describe_type(self) -> str:
         if self.choices:
@@ -224,7 +238,15 @@ def coerce(field: TrainingField, value: Any) -> Any:
         if "dict" in kinds:
             return value
     elif isinstance(value, list) and "list" in kinds:
+        allowed = field.item_choices
+        for item in value if allowed else ():
+            if str(item) not in allowed:
+                import difflib
+
+                near = difflib.get_close_matches(str(item), allowed, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise CoercionError(f"{item!r} is not one of {', '.join(allowed)}{hint}")
         return value
     if "list" in kinds and not isinstance(value, (dict, list)):
-        return [value]  # `loss_type: ipo` means the one-element list TRL would make of it
+        return coerce(field, [value])  # `loss_type: ipo` means the one-element list TRL would make of it
     raise CoercionError(f"got {type(value).__name__} {value!r}; expected {field.describe_type()}")
