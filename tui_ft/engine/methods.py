@@ -9,6 +9,7 @@ from typing import Any
 
 from tui_ft.errors import RecipeError
 from tui_ft.recipe import Recipe
+from tui_ft.training_fields import CONFIG_CLASSES
 
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
@@ -67,20 +68,6 @@ def sft_loss_options(recipe: Recipe, data_format: str, tokenizer) -> tuple[dict[
     return {}, "all tokens"
 
 
-def build_sft(inputs: TrainInputs):
-    from trl import SFTConfig, SFTTrainer
-
-    args = SFTConfig(**inputs.config)
-    return SFTTrainer(
-        model=inputs.model,
-        args=args,
-        train_dataset=inputs.train_dataset,
-        eval_dataset=inputs.eval_dataset,
-        processing_class=inputs.tokenizer,
-        callbacks=inputs.callbacks,
-    )
-
-
 def _is_peft(model) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 
@@ -98,71 +85,6 @@ def _reference_copy(inputs: TrainInputs, args) -> Any:
     for p in reference.parameters():
         p.requires_grad_(False)
     return reference
-
-
-def build_dpo(inputs: TrainInputs):
-    from trl import DPOConfig, DPOTrainer
-
-    args = DPOConfig(**inputs.config)
-    return DPOTrainer(
-        model=inputs.model,
-        ref_model=_reference_copy(inputs, args),
-        args=args,
-        train_dataset=inputs.train_dataset,
-        eval_dataset=inputs.eval_dataset,
-        processing_class=inputs.tokenizer,
-        callbacks=inputs.callbacks,
-    )
-
-
-def build_kto(inputs: TrainInputs):
-    from trl import KTOConfig, KTOTrainer
-
-    args = KTOConfig(**inputs.config)
-    if args.per_device_train_batch_size < 2:
-        raise RecipeError(
-            "KTO estimates its KL term from mismatched pairs within a batch: it needs at least 2 examples per "
-            "device batch",
-            field="training.per_device_train_batch_size",
-            hint="set it to 2 or more (use gradient_accumulation_steps for a larger effective batch)",
-        )
-    return KTOTrainer(
-        model=inputs.model,
-        ref_model=_reference_copy(inputs, args),
-        args=args,
-        train_dataset=inputs.train_dataset,
-        eval_dataset=inputs.eval_dataset,
-        processing_class=inputs.tokenizer,
-        callbacks=inputs.callbacks,
-    )
-
-
-def build_orpo(inputs: TrainInputs):
-    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
-    args = ORPOConfig(**inputs.config)
-    return ORPOTrainer(
-        model=inputs.model,
-        args=args,
-        train_dataset=inputs.train_dataset,
-        eval_dataset=inputs.eval_dataset,
-        processing_class=inputs.tokenizer,
-        callbacks=inputs.callbacks,
-    )
-
-
-def build_reward(inputs: TrainInputs):
-    from trl import RewardConfig, RewardTrainer
-
-    args = RewardConfig(**inputs.config)
-    return RewardTrainer(
-        model=inputs.model,
-        args=args,
-        train_dataset=inputs.train_dataset,
-        eval_dataset=inputs.eval_dataset,
-        processing_class=inputs.tokenizer,
-        callbacks=inputs.callbacks,
-    )
 
 
 def reward_sources(inputs: TrainInputs) -> tuple[list[Any], list[Any]]:
@@ -185,49 +107,66 @@ def reward_sources(inputs: TrainInputs) -> tuple[list[Any], list[Any]]:
     return funcs, tokenizers
 
 
-def _build_rl(inputs: TrainInputs, config_cls, trainer_cls):
-    args = config_cls(**inputs.config)
-    funcs, tokenizers = reward_sources(inputs)
-    return trainer_cls(
-        model=inputs.model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=inputs.train_dataset,
-        eval_dataset=inputs.eval_dataset,
-        processing_class=inputs.tokenizer,
-        reward_processing_classes=tokenizers,
-        callbacks=inputs.callbacks,
-    )
-
-
-def build_grpo(inputs: TrainInputs):
-    from trl import GRPOConfig, GRPOTrainer
-
-    return _build_rl(inputs, GRPOConfig, GRPOTrainer)
-
-
-def build_rloo(inputs: TrainInputs):
-    from trl import RLOOConfig, RLOOTrainer
-
-    return _build_rl(inputs, RLOOConfig, RLOOTrainer)
+def _check_kto_batch(args) -> None:
+    if args.per_device_train_batch_size < 2:
+        raise RecipeError(
+            "KTO estimates its KL term from mismatched pairs within a batch: it needs at least 2 examples per "
+            "device batch",
+            field="training.per_device_train_batch_size",
+            hint="set it to 2 or more (use gradient_accumulation_steps for a larger effective batch)",
+        )
 
 
 @dataclass(frozen=True)
 class Method:
+    """How a recipe method becomes a TRL trainer: its trainer class (`module:Class`, imported when a run
+    starts; the config class is training_fields.CONFIG_CLASSES') and what else the trainer is given."""
+
     name: str
-    task: str  # "causal_lm" | "sequence_classification"
-    build: Callable[[TrainInputs], Any]
+    task: str  # "causal_lm" | "sequence_classification" (reward models)
+    trainer_class: str
+    reference: bool = False  # takes ref_model: a frozen copy, or none under an adapter
+    rewards: bool = False  # takes reward_funcs (+ their tokenizers)
+    check: Callable[[Any], None] | None = None  # raises RecipeError for settings the method cannot use
     config_keys: Callable[..., tuple[dict[str, Any], str]] | None = None
+
+    def build(self, inputs: TrainInputs):
+        import importlib
+
+        def load(path: str):
+            module, _, name = path.partition(":")
+            return getattr(importlib.import_module(module), name)
+
+        args = load(":".join(CONFIG_CLASSES[self.name]))(**inputs.config)
+        if self.check is not None:
+            self.check(args)
+        kwargs: dict[str, Any] = {}
+        if self.reference:
+            kwargs["ref_model"] = _reference_copy(inputs, args)
+        if self.rewards:
+            kwargs["reward_funcs"], kwargs["reward_processing_classes"] = reward_sources(inputs)
+        return load(self.trainer_class)(
+            model=inputs.model,
+            args=args,
+            train_dataset=inputs.train_dataset,
+            eval_dataset=inputs.eval_dataset,
+            processing_class=inputs.tokenizer,
+            callbacks=inputs.callbacks,
+            **kwargs,
+        )
 
 
 METHODS: dict[str, Method] = {
-    "sft": Method("sft", "causal_lm", build_sft, sft_loss_options),
-    "dpo": Method("dpo", "causal_lm", build_dpo),
-    "orpo": Method("orpo", "causal_lm", build_orpo),
-    "kto": Method("kto", "causal_lm", build_kto),
-    "reward": Method("reward", "sequence_classification", build_reward),
-    "grpo": Method("grpo", "causal_lm", build_grpo),
-    "rloo": Method("rloo", "causal_lm", build_rloo),
+    m.name: m
+    for m in (
+        Method("sft", "causal_lm", "trl:SFTTrainer", config_keys=sft_loss_options),
+        Method("dpo", "causal_lm", "trl:DPOTrainer", reference=True),
+        Method("orpo", "causal_lm", "trl.experimental.orpo:ORPOTrainer"),
+        Method("kto", "causal_lm", "trl:KTOTrainer", reference=True, check=_check_kto_batch),
+        Method("reward", "sequence_classification", "trl:RewardTrainer"),
+        Method("grpo", "causal_lm", "trl:GRPOTrainer", rewards=True),
+        Method("rloo", "causal_lm", "trl:RLOOTrainer", rewards=True),
+    )
 }
 
 
