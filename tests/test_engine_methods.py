@@ -143,12 +143,14 @@ def test_kto_refuses_a_batch_of_one(demo_ws):
 # --- reward model -----------------------------------------------------------------------------------
 
 
-def test_reward_model_separates_the_sample_pairs(demo_ws):
+def test_reward_model_separates_the_sample_pairs(demo_ws, cli_env):
     from tui_ft.engine.rewards import check_reward_model, load_reward_model
 
     run, status = reward_run(demo_ws)
     evals = events_of(run, "eval")
     assert evals and evals[-1]["eval_accuracy"] > 0.9, evals[-1]
+    shown = json.loads(cli(cli_env, "runs", "reward-lora", "--json").stdout)  # a recipe name: its newest run
+    assert shown["id"] == run.id and shown["metrics"]["eval_accuracy"] == evals[-1]["eval_accuracy"]
     assert evals[-1]["eval_margin"] > 0
     assert "eval_perplexity" not in evals[-1]  # a reward loss is not a language-model loss
     # final/ is a reward model: it loads as one and scores a held-out style pair the right way round

@@ -335,6 +335,34 @@ def _duration(start: float | None, end: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+# The metrics each method is judged by, as its trainer logs them (train, then eval_ for evaluation).
+METHOD_METRICS = (
+    "rewards/margins",
+    "rewards/accuracies",
+    "accuracy",
+    "margin",
+    "reward",
+    "reward_std",
+    "kl",
+    "completions/mean_length",
+    "log_odds_ratio",
+    "mean_token_accuracy",
+)
+
+
+def _last_method_metrics(run) -> dict[str, float]:
+    """The last logged value of each of METHOD_METRICS (train and eval_) in the run's events."""
+    from tui_ft.runs.rundir import read_events
+
+    wanted = set(METHOD_METRICS) | {f"eval_{k}" for k in METHOD_METRICS}
+    found: dict[str, float] = {}
+    events, _ = read_events(run.events_file)
+    for event in events:
+        if event.get("type") in ("train", "eval"):
+            found.update({k: v for k, v in event.items() if k in wanted and isinstance(v, (int, float))})
+    return dict(sorted(found.items()))
+
+
 def cmd_runs(args, ws: Workspace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -347,7 +375,10 @@ def cmd_runs(args, ws: Workspace) -> int:
         checkpoints = list_checkpoints(run)
         from tui_ft.runs.registry import RunInfo
 
-        doc = RunInfo(run, status).to_json() | {"checkpoints": [c.to_json() for c in checkpoints]}
+        doc = RunInfo(run, status).to_json() | {
+            "checkpoints": [c.to_json() for c in checkpoints],
+            "metrics": _last_method_metrics(run),
+        }
         if args.json:
             _print_json(doc)
             return 0
@@ -365,6 +396,9 @@ def cmd_runs(args, ws: Workspace) -> int:
             "path",
         ):
             console.print(f"{key:>10}  {doc[key]}", highlight=False, markup=False)
+        if doc["metrics"]:
+            shown = ", ".join(f"{k} {_fmt(v)}" for k, v in doc["metrics"].items())
+            console.print(f"{'metrics':>10}  {shown}", highlight=False, markup=False)
         if status.error:
             console.print(f"{'error':>10}  {status.error.get('message')}", highlight=False, markup=False)
             if status.error.get("hint"):

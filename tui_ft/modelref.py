@@ -73,6 +73,12 @@ def known_names(ws: Workspace) -> list[str]:
 _RUN_STAMP = re.compile(r"^\d{8}-\d{6}-(.+?)(?:-\d+)?$")
 
 
+def run_name(run_id: str) -> str | None:
+    """The recipe name in a run id (`20261122-014512-sft-lora-2` -> `sft-lora`)."""
+    m = _RUN_STAMP.match(run_id)
+    return m.group(1) if m else None
+
+
 def newest_finished_run(ws: Workspace, name: str) -> Path | None:
     """The newest run of the recipe called `name` that has a final model (`sft-lora` -> its last run)."""
     if not ws.runs.is_dir() or "/" in name:

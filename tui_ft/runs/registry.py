@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui_ft.errors import NotFoundError, UserError
+from tui_ft.modelref import run_name
 from tui_ft.runs.rundir import RunDir, Status
 from tui_ft.workspace import Workspace
 
@@ -124,7 +125,8 @@ def list_runs(ws: Workspace) -> list[RunInfo]:
 
 
 def find_run(ws: Workspace, ref: str) -> RunDir:
-    """A run by id, a unique prefix of one, or `last`; exit 2 with the closest ids otherwise."""
+    """A run by id, a unique prefix of one, a recipe name (its newest run), or `last`; exit 2 with the
+    closest ids otherwise."""
     ids = sorted(p.name for p in ws.runs.iterdir() if p.is_dir()) if ws.runs.is_dir() else []
     if ref == "last" and ids:
         return RunDir(ws.runs / ids[-1])
@@ -133,6 +135,9 @@ def find_run(ws: Workspace, ref: str) -> RunDir:
     matches = [i for i in ids if i.startswith(ref) or i.endswith(ref)]
     if len(matches) == 1:
         return RunDir(ws.runs / matches[0])
+    named = [i for i in matches if run_name(i) == ref]
+    if named:  # a recipe name: its newest run, as a model reference `sft-lora` means its newest final
+        return RunDir(ws.runs / named[-1])
     if len(matches) > 1:
         raise UserError(f"{ref!r} matches several runs: {', '.join(matches[-5:])}", field="RUN")
     near = difflib.get_close_matches(ref, ids, n=3, cutoff=0.5)
