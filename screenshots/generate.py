@@ -68,11 +68,89 @@ async def shoot_all(home: Path, out: Path) -> None:
     )
     await with_dataset("datasets-errors", "with-mistakes.jsonl", ["e"])
     await with_dataset("datasets-search", "chat.jsonl", ["slash", *"capital of", "enter"])
-    for mode in ("configure", "runs", "annotate", "chat"):
+    await shoot_runs(ws, out)
+    for mode in ("configure", "annotate", "chat"):
         app = TuiFtApp(ws, start_mode=mode)
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda app=app: "checking" not in app.gpu_summary)
             await _shoot(app, pilot, out, mode)
+
+
+def train_in_process(ws, recipe: str, overrides: list[str]) -> str:
+    """Train a recipe to its end in this process (as the runner does); the run's id."""
+    from tui_ft.engine.runner import execute
+    from tui_ft.recipe import load_recipe
+    from tui_ft.runs.prepare import create_run
+
+    run = create_run(load_recipe(recipe, overrides, cache_dir=ws.cache), ws)
+    execute(run.path)
+    return run.id
+
+
+def launch_detached(ws, recipe: str, overrides: list[str]) -> str:
+    """Start a run in the background, as `tui-ft train --detach` does; the run's id."""
+    from tui_ft.recipe import load_recipe
+    from tui_ft.runs.launcher import spawn_runner
+    from tui_ft.runs.prepare import create_run
+
+    run = create_run(load_recipe(recipe, overrides, cache_dir=ws.cache), ws)
+    spawn_runner(run, detach=True)
+    return run.id
+
+
+async def shoot_runs(ws, out: Path) -> None:
+    """The run list and the dashboard in each state, on real runs of the demo: finished (SFT, DPO),
+    failed (the loss watchdog stopping a run whose loss went NaN), running, and crashed (its runner
+    killed). System samples every second, so the short demo runs have a few."""
+    import os
+    import signal
+
+    from tui_ft.runs.registry import refresh
+    from tui_ft.runs.rundir import RunDir
+    from tui_ft.ui.app import TuiFtApp
+
+    os.environ["TUI_FT_SYSTEM_INTERVAL"] = "1"
+    sft = train_in_process(ws, "sft-lora", [])
+    dpo = train_in_process(ws, "dpo-lora", [])
+    failed = train_in_process(ws, "sft-lora", ["training.learning_rate=1e30", "name=sft-lr-too-high"])
+    running = launch_detached(ws, "sft-lora", ["training.max_steps=3000", "name=sft-long"])
+
+    async def dashboard(name: str, run_id: str | None, keys: list[str], ready=None) -> None:
+        app = TuiFtApp(ws, start_mode="runs", start_run=run_id)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await _until(
+                pilot, lambda: "checking" not in app.gpu_summary and (run_id is None or screen.refreshes)
+            )
+            if ready is not None:
+                await _until(pilot, lambda: ready(screen), timeout=120)
+            if keys:
+                await pilot.press(*keys)
+            await pilot.pause(2.5)  # charts drawn with their data
+            await _shoot(app, pilot, out, name)
+
+    def progressed(screen) -> bool:
+        snap = screen.snapshot
+        return (
+            snap is not None
+            and snap.status is not None
+            and snap.status.state == "running"
+            and snap.progress.step >= 30
+        )
+
+    await dashboard("runs-running", running, [], ready=progressed)
+    await dashboard("runs-list", None, [])
+    await dashboard("runs-finished", sft, [])
+    await dashboard("runs-system", sft, ["right"])
+    await dashboard("runs-dpo", dpo, [])
+    await dashboard("runs-failed", failed, [])
+    status = RunDir(ws.runs / running).read_status()
+    os.killpg(status.pid, signal.SIGKILL)  # the runner dies without recording an outcome
+    for _ in range(100):
+        if refresh(RunDir(ws.runs / running)).state == "crashed":
+            break
+        await asyncio.sleep(0.1)
+    await dashboard("runs-crashed", running, [])
 
 
 def main() -> int:

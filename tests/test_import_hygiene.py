@@ -33,6 +33,7 @@ LIGHT_MODULES = [
     "tui_ft.engine.methods",
     "tui_ft.engine.models",
     "tui_ft.inference.generate",
+    "tui_ft.inference.export",
     "tui_ft.demo",
 ]
 HEAVY = ["torch", "transformers", "trl", "peft", "bitsandbytes", "datasets", "accelerate", "textual"]

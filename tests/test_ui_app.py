@@ -38,7 +38,7 @@ async def test_number_keys_switch_modes(demo_ws):
             await pilot.pause()
             assert app.current_mode == mode
             assert app.screen.query(ShellHeader), f"{mode} has no header"
-        await pilot.press("3")
+        await pilot.press("4")
         await pilot.pause()
         assert "coming" in str(app.screen.query_one(".coming-title", Static).render())
 
@@ -67,13 +67,32 @@ async def test_clicking_a_mode_in_the_header_switches_to_it(demo_ws):
 
 
 async def test_open_run_shows_the_run_in_runs_mode(demo_ws):
+    from tui_ft.runs.rundir import RunDir, Status
+
+    run = RunDir(demo_ws.runs / "20261122-014512-sft-lora")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_status(Status(id=run.id, name="sft-lora", method="sft", state="completed"))
     app = TuiFtApp(demo_ws)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.open_run("20261122-014512-sft-lora")
-        await pilot.pause()
+        app.open_run(run.id)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if getattr(app.screen, "refreshes", 0):
+                break
         assert app.current_mode == "runs"
+        assert app.screen.run_id == run.id
+        assert run.id in str(app.screen.query_one("#dash-title", Static).render())
+
+
+async def test_open_chat_passes_the_model_to_the_chat_placeholder(demo_ws):
+    app = TuiFtApp(demo_ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_chat("20261122-014512-sft-lora:checkpoint-20")
+        await pilot.pause()
+        assert app.current_mode == "chat"
         assert isinstance(app.screen, ComingScreen)
-        assert "20261122-014512-sft-lora" in str(app.screen.query_one("#coming-run", Static).render())
+        shown = str(app.screen.query_one("#coming-run", Static).render())
+        assert "tui-ft generate 20261122-014512-sft-lora:checkpoint-20" in shown
 
 
 async def test_command_palette_goes_to_a_mode(demo_ws):

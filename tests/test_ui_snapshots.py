@@ -68,6 +68,6 @@ def test_datasets_no_dataset_yet(snap_compare, snapshot_ws):
     assert snap_compare(app, terminal_size=SIZE, run_before=_settle)
 
 
-def test_shell_runs_placeholder(snap_compare, snapshot_ws):
-    app = SnapshotApp(snapshot_ws, start_mode="runs")
+def test_shell_annotate_placeholder(snap_compare, snapshot_ws):
+    app = SnapshotApp(snapshot_ws, start_mode="annotate")
     assert snap_compare(app, terminal_size=SIZE, run_before=_settle)

@@ -70,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--detach", action="store_true")
     resume.add_argument("--json", action="store_true")
 
+    watch = sub.add_parser("watch", help="open the UI on a run's live dashboard")
+    watch.add_argument("run", help="a run id (or a unique part of one, or `last`)")
+
+    export = sub.add_parser(
+        "export", help="copy a run's adapter (or checkpoint) to a folder, or merge it into a full model"
+    )
+    export.add_argument("run", help="a run id, or RUN:checkpoint-N")
+    export.add_argument("--out", required=True, type=Path, metavar="DIR", help="a new (or empty) folder")
+    export.add_argument(
+        "--merge", action="store_true", help="merge the adapter into its base and save a full model"
+    )
+    export.add_argument("--json", action="store_true")
+
     gen = sub.add_parser("generate", help="generate a reply from a model, run or checkpoint")
     gen.add_argument("model")
     gen.add_argument("--prompt", required=True)
@@ -546,6 +559,36 @@ def cmd_resume(args, ws: Workspace) -> int:
     return code
 
 
+def cmd_watch(args, ws: Workspace) -> int:
+    from tui_ft.runs.registry import find_run
+
+    run = find_run(ws, args.run)  # exit 2 with the closest ids before any UI appears
+    from tui_ft.ui.app import run_app
+
+    return run_app(ws, start_mode="runs", start_run=run.id)
+
+
+def cmd_export(args, ws: Workspace) -> int:
+    from tui_ft.inference.export import check_out_dir, export_run, resolve_export_source
+
+    resolve_export_source(ws, args.run)  # bad references and a non-empty folder: exit 2 at once
+    check_out_dir(args.out)
+    if not args.json and args.merge:
+        print(f"merging {args.run} into its base model…", file=sys.stderr)
+    result = export_run(ws, args.run, args.out, merge=args.merge)
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    what = "full model (merged)" if result.merged else ("adapter" if result.adapter else "model")
+    print(
+        f"exported the {what} of {result.source} to {result.out_dir} ({result.files} files, "
+        f"{result.bytes / 1e6:.1f} MB)"
+    )
+    if result.note:
+        print(f"  note: {result.note}")
+    return 0
+
+
 def _events_size(run) -> int:
     try:
         return run.events_file.stat().st_size
@@ -679,6 +722,8 @@ COMMANDS = {
     "stop": cmd_stop,
     "resume": cmd_resume,
     "train": cmd_train,
+    "watch": cmd_watch,
+    "export": cmd_export,
     "generate": cmd_generate,
     "sysinfo": cmd_sysinfo,
     "recipes": cmd_recipes,

@@ -67,6 +67,14 @@ def configure_screen() -> Screen:
     return with_shell(ConfigureScreen)()
 
 
+def runs_screen() -> Screen:
+    """The Runs mode's screen, imported on first use: its charts (plotext) cost a third of the
+    start-up budget to import and are not needed to paint the first screen."""
+    from tui_ft.ui.screens.runs import RunsScreen
+
+    return with_shell(RunsScreen)()
+
+
 class TuiFtApp(App[int]):
     """tui-ft: Datasets, Configure, Runs, Annotate and Chat over one workspace."""
 
@@ -75,7 +83,7 @@ class TuiFtApp(App[int]):
     MODES = {
         "datasets": DatasetsScreen,
         "configure": configure_screen,
-        "runs": partial(ComingScreen, "runs"),
+        "runs": runs_screen,
         "annotate": partial(ComingScreen, "annotate"),
         "chat": partial(ComingScreen, "chat"),
     }
@@ -95,13 +103,20 @@ class TuiFtApp(App[int]):
     class GpuSampled(Message):
         status: GpuStatus
 
-    def __init__(self, workspace: Workspace, start_mode: str = "datasets", open_path: str | None = None):
+    def __init__(
+        self,
+        workspace: Workspace,
+        start_mode: str = "datasets",
+        open_path: str | None = None,
+        start_run: str | None = None,
+    ):
         if start_mode not in self.MODES:
             raise ValueError(f"unknown mode {start_mode!r}; expected one of {', '.join(self.MODES)}")
         self.DEFAULT_MODE = start_mode  # read by App.__init__: the first screen is the one asked for
         super().__init__()
         self.workspace = workspace
         self.open_path = open_path
+        self.start_run = start_run  # the run the Runs screen opens on (`tui-ft watch RUN`)
         self.gpu_status: GpuStatus | None = None
         self._gpu = GpuSampler()
         self.register_theme(THEME)
@@ -134,6 +149,22 @@ class TuiFtApp(App[int]):
         if show is not None:
             show(run_id)
 
+    def runs_action(self, action: str) -> None:
+        """Run one of the Runs screen's actions (stop, resume, chat, export, overlay, filter) on the run
+        it shows, or on the run under the cursor of its list."""
+        self.switch_mode("runs")
+        screen = self.screen
+        method = getattr(screen, f"action_{action}", None)
+        if method is not None:
+            screen.call_after_refresh(method)
+
+    def open_chat(self, model_ref: str) -> None:
+        """Chat with a model reference (a run id, or `RUN:checkpoint-N`) in the Chat mode."""
+        self.switch_mode("chat")
+        show = getattr(self.screen, "show_model", None)
+        if show is not None:
+            show(model_ref)
+
     def open_dataset(self, ref: str) -> None:
         """Open a dataset (a path or a hub id) on the Datasets screen."""
         self.switch_mode("datasets")
@@ -161,8 +192,13 @@ class TuiFtApp(App[int]):
             screen.call_after_refresh(screen.action_search)
 
 
-def run_app(workspace: Workspace, start_mode: str = "datasets", open_path: str | None = None) -> int:
+def run_app(
+    workspace: Workspace,
+    start_mode: str = "datasets",
+    open_path: str | None = None,
+    start_run: str | None = None,
+) -> int:
     """Run the UI until it is closed; the exit status for the command line."""
-    app = TuiFtApp(workspace.ensure(), start_mode=start_mode, open_path=open_path)
+    app = TuiFtApp(workspace.ensure(), start_mode=start_mode, open_path=open_path, start_run=start_run)
     app.run()
     return app.return_code or 0

@@ -38,6 +38,22 @@ class TuiFtCommands(Provider):
                 partial(app.show_tab, "tab-errors"),
             ),
         ]
+        commands += [
+            (title, f"{help_text} (Runs screen, key {key})", partial(app.runs_action, action))
+            for title, help_text, key, action in (
+                (
+                    "Filter runs…",
+                    "show the runs whose id, method, model or state has these words",
+                    "f",
+                    "filter",
+                ),
+                ("Stop run", "stop the run shown (a checkpoint first)", "s", "stop"),
+                ("Resume run", "resume the stopped, failed or crashed run shown", "r", "resume"),
+                ("Open run in Chat", "chat with the run's model (or its newest checkpoint)", "c", "chat"),
+                ("Export run…", "copy the run's adapter, or merge it into a full model", "x", "export"),
+                ("Overlay runs…", "draw the loss curves of several runs in one chart", "o", "overlay"),
+            )
+        ]
         data = app.workspace.data
         if data.is_dir():
             for path in sorted(data.iterdir()):

@@ -11,11 +11,6 @@ from textual.widgets import Footer, Static
 from tui_ft.ui.widgets.shell import ShellHeader
 
 COMING: dict[str, tuple[str, str, str]] = {
-    "runs": (
-        "Runs",
-        "The live dashboard (loss, metrics, GPU memory, logs; stop, resume, compare) is coming.",
-        "tui-ft runs · tui-ft logs RUN --follow · tui-ft stop RUN · tui-ft resume RUN",
-    ),
     "annotate": (
         "Annotate",
         "Keyboard-driven preference pairs are coming.",
@@ -49,12 +44,18 @@ class ComingScreen(Screen):
         yield Footer(compact=True)
 
     def show_run(self, run_id: str) -> None:
-        """The run someone asked to open (shown until the Runs screen exists)."""
+        """The run someone asked to open (shown until the screen for it exists)."""
         self.run_id = run_id
+
+    def show_model(self, model_ref: str) -> None:
+        """The model (a run id or `RUN:checkpoint-N`) someone asked to chat with (Runs' "open in Chat")."""
+        self.run_id = model_ref
 
     def _run_text(self) -> str:
         if not self.run_id:
             return ""
+        if self.mode == "chat":
+            return f"Model [b]{self.run_id}[/b] — meanwhile: tui-ft generate {self.run_id} --prompt TEXT"
         return f"Run [b]{self.run_id}[/b] — follow it with: tui-ft logs {self.run_id} --follow"
 
     def watch_run_id(self) -> None:

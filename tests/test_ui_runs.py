@@ -1,0 +1,593 @@
+"""The Runs screen: the run list and the dashboard, on run directories recorded with the runner's own
+writers (`EventWriter`, status.json), on a run a thread keeps appending to, and on real detached demo runs.
+
+Snapshots (80x24, fixed times, a fixed clock and the no-GPU header line) of each state: finished,
+running, crashed, failed out of memory. Regenerate after a deliberate change with
+`pytest tests/test_ui_runs.py --snapshot-update`, then look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Log, Static
+
+from tests.conftest import tui_ft_command
+from tui_ft.engine.errors import OOM_HINT
+from tui_ft.monitor.system import GpuStatus
+from tui_ft.runs.rundir import EventWriter, RunDir, Status, write_json_atomic
+from tui_ft.ui.app import TuiFtApp, with_shell
+from tui_ft.ui.screens.placeholder import ComingScreen
+from tui_ft.ui.screens.runs import RunsScreen
+from tui_ft.ui.widgets.charts import MetricChart
+from tui_ft.workspace import Workspace
+
+pytestmark = pytest.mark.anyio
+SIZE = (80, 24)
+T0 = 1795300000.0  # a fixed start time for recorded runs
+FIXED_ROOT = Path(tempfile.gettempdir()) / "tui-ft-runs-snapshot-workspace"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+# ------------------------------------------------------------------------------------------------
+# recorded run directories
+
+
+def stand_in_runner() -> subprocess.Popen:
+    """A live process whose command line names the runner, so the run's pid counts as alive."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)", "tui_ft.engine.runner"],
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def train_fields(step: int, method: str = "sft") -> dict:
+    loss = 1.1 + 2.6 * math.exp(-step / 9) + 0.04 * math.sin(step)
+    fields = {
+        "loss": loss,
+        "grad_norm": 0.4 + 3.5 * math.exp(-step / 7),
+        "learning_rate": 3e-3 * min(1.0, step / 4) * (0.5 + 0.5 * math.cos(math.pi * step / 60)),
+        "epoch": step / 45,
+        "num_tokens": 640.0 * step,
+        "tokens_per_s": 1000.0 + 60 * math.sin(step / 3),
+        "mean_token_accuracy": 0.4 + 0.3 * (1 - math.exp(-step / 12)),
+    }
+    if method == "dpo":
+        fields["loss"] = 0.69 * math.exp(-step / 6)
+        fields["rewards/chosen"] = 0.02 * step
+        fields["rewards/rejected"] = -0.2 * step
+        fields["rewards/margins"] = 0.22 * step
+        fields["rewards/accuracies"] = min(1.0, step / 10)
+    return fields
+
+
+def system_fields(step: int, t: float, gpu: bool) -> dict:
+    fields = {
+        "cpu_percent": 60 + 30 * math.sin(t / 7),
+        "cpu_count": 16,
+        "process_cpu_percent": 95.0 + 5 * math.cos(t / 5),
+        "ram_used_mb": 23000 + 4 * step,
+        "ram_total_mb": 64000.0,
+        "process_rss_mb": 5120 + 2 * step,
+        "load_1m": 1.9,
+    }
+    if gpu:
+        fields["gpus"] = [
+            {
+                "index": 0,
+                "name": "NVIDIA A100-SXM4-80GB",
+                "memory_used_mb": 30000 + 600 * min(step, 50),
+                "memory_total_mb": 81920.0,
+                "utilization_pct": 90 + 7 * math.sin(step),
+                "temperature_c": 55 + 0.2 * step,
+                "power_w": 280 + 30 * math.sin(step / 2),
+            }
+        ]
+    return fields
+
+
+def record_run(
+    ws: Workspace,
+    run_id: str,
+    *,
+    method: str = "sft",
+    state: str = "completed",
+    steps: int = 40,
+    max_steps: int = 40,
+    pid: int | None = None,
+    error: dict | None = None,
+    gpu: bool = False,
+    checkpoints: tuple[int, ...] = (),
+    watchdog: bool = False,
+) -> RunDir:
+    """A run directory as the runner leaves it: events every 2 steps (1 s apart), a system sample
+    every 5 s, evaluations at steps 20 and 40, status.json, output.log and checkpoint folders."""
+    run = RunDir(ws.runs / run_id)
+    run.path.mkdir(parents=True)
+    t = T0
+    with EventWriter(run.events_file) as events:
+        events.write("state", t=t, step=0, state="starting", pid=pid or 4242, resume=False)
+        events.write("message", t=t + 1, step=0, text="data: 400 rows of messages from chat.jsonl")
+        events.write("config", t=t + 2, step=0, method=method, adapter="lora", max_steps=max_steps)
+        events.write("start", t=t + 3, step=0, max_steps=max_steps, num_train_epochs=1, world_size=1)
+        t = T0 + 3
+        if not gpu:
+            events.write(
+                "system",
+                t=t,
+                step=0,
+                **system_fields(0, t, False),
+                gpu_error="no GPU: no NVIDIA driver found (NVML library not loadable)",
+            )
+        for step in range(2, steps + 1, 2):
+            t += 1.0
+            events.write("train", t=t, step=step, **train_fields(step, method))
+            if step % 10 == 0:
+                events.write("system", t=t, step=step, **system_fields(step, t, gpu))
+            if step % 20 == 0:
+                events.write(
+                    "eval", t=t + 0.2, step=step, eval_loss=train_fields(step, method)["loss"] + 0.07
+                )
+            if step in checkpoints:
+                events.write(
+                    "checkpoint", t=t + 0.3, step=step, path=str(run.checkpoints / f"checkpoint-{step}")
+                )
+            if watchdog and step == 10:
+                events.write(
+                    "watchdog",
+                    t=t,
+                    step=step,
+                    problem="explode",
+                    action="warn",
+                    metric="loss",
+                    value=41.0,
+                    median=2.1,
+                    threshold=21.0,
+                    text="loss 41 is 20x its recent median 2.1",
+                )
+        if state == "completed":
+            events.write("summary", t=t + 1, step=steps, train_runtime=steps / 2.0, train_loss=1.5)
+            events.write("state", t=t + 1, step=steps, state="completed")
+    for step in checkpoints:
+        folder = run.checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+        history = [{"step": step, "loss": train_fields(step)["loss"]}]
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": history}))
+    run.log_file.write_text("".join(f"[runner] step {s}: training\n" for s in range(2, steps + 1, 2)))
+    last = train_fields(steps, method) if steps else {}
+    status = Status(
+        id=run_id,
+        name=run_id.split("-", 2)[-1],
+        method=method,
+        state=state,
+        pid=pid or 4242,
+        step=steps,
+        max_steps=max_steps,
+        loss=last.get("loss"),
+        created=T0 - 5,
+        started=T0,
+        updated=t,
+        ended=t + 1 if state not in ("running", "starting") else None,
+        error=error,
+        world_size=1,
+        device="cuda" if gpu else "cpu",
+        model="demo-tiny",
+        adapter="lora",
+    )
+    write_json_atomic(run.status_file, asdict(status))  # as the runner writes it, with fixed times
+    return run
+
+
+OOM_ERROR = {
+    "kind": "oom",
+    "message": "Out of GPU memory (tried to allocate 2.00 GiB).",
+    "hint": OOM_HINT,
+}
+CRASH_ERROR = {
+    "kind": "crashed",
+    "message": "the runner (pid 4242) ended without recording an outcome; last output: Killed",
+    "hint": "see output.log; `tui-ft resume 20261122-090000-sft-lora` continues from the last checkpoint",
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+class RecordingApp(TuiFtApp):
+    """The app with the GPU line fixed to the no-GPU answer and the bell counted."""
+
+    bells = 0
+
+    def _sample_gpu(self) -> None:
+        self.post_message(self.GpuSampled(GpuStatus(False, "no NVIDIA driver found", None, None, ())))
+
+    def bell(self) -> None:
+        self.bells += 1
+
+
+async def until(pilot, condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def chart(app, chart_id: str) -> MetricChart:
+    return app.screen.query_one(f"#{chart_id}", MetricChart)
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def notifications(app) -> list:
+    return list(app._notifications)
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    return Workspace(tmp_path / "home").ensure()
+
+
+@pytest.fixture
+def runner():
+    procs: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        procs.append(stand_in_runner())
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+# ------------------------------------------------------------------------------------------------
+# Pilot tests on recorded runs
+
+
+async def test_finished_run_dashboard_shows_full_history(ws):
+    run = record_run(ws, "20261122-080000-sft-lora", gpu=True, checkpoints=(20, 40))
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.refreshes >= 1)
+        await pilot.pause(0.2)
+        assert "completed" in text_of(app, "#dash-title")
+        assert "40/40" in text_of(app, "#dash-progress")
+        loss = chart(app, "chart-loss")
+        assert len(loss.points["loss"]) == 20  # every logged step, none dropped
+        assert loss.last_value("loss") == pytest.approx(train_fields(40)["loss"])
+        assert loss.points["eval_loss"].steps == (20, 40)
+        for chart_id in ("chart-lr", "chart-grad", "chart-tokens"):
+            assert chart(app, chart_id).has_data()
+        assert not screen.query("#chart-margins")  # an SFT run has no reward charts
+        # the GPU history from the runner's system samples, per GPU
+        assert "NVIDIA A100" in text_of(app, "#dash-gpu-note")
+        memory = chart(app, "sys-gpu0-memory")
+        assert memory.last_value("gpu0/memory_total_mb") == 81920.0
+        assert chart(app, "sys-gpu0-power").has_data() and chart(app, "sys-cpu").has_data()
+        table = screen.query_one("#dash-checkpoints", DataTable)
+        assert table.row_count == 2
+        assert screen.query_one("#dash-log", Log).line_count == 20
+        assert app.bells == 0 and not notifications(app)  # opening a finished run is no alert
+
+
+async def test_run_list_filters_and_opens_a_run(ws):
+    record_run(ws, "20261122-080000-sft-lora")
+    record_run(ws, "20261122-081000-dpo-lora", method="dpo", steps=30, max_steps=30)
+    record_run(ws, "20261122-082000-sft-lora", state="failed", steps=12, error=OOM_ERROR)
+    app = RecordingApp(ws, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        table = screen.query_one("#runs-table", DataTable)
+        await until(pilot, lambda: table.row_count == 3)
+        assert [str(k.value) for k in table.rows] == [
+            "20261122-082000-sft-lora",
+            "20261122-081000-dpo-lora",
+            "20261122-080000-sft-lora",
+        ]
+        await pilot.press("f", *"oom")
+        await pilot.pause()
+        assert table.row_count == 1
+        assert "1 of 3" in text_of(app, "#runs-count")
+        screen.query_one("#runs-filter", Input).value = "dpo"
+        await pilot.pause()
+        await pilot.press("enter", "enter")  # leave the filter, open the run
+        await until(pilot, lambda: screen.refreshes >= 1)
+        assert screen.run_id == "20261122-081000-dpo-lora"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not screen.dashboard_open and screen.history is None
+
+
+async def test_dpo_run_shows_its_reward_charts(ws):
+    run = record_run(ws, "20261122-081000-dpo-lora", method="dpo", steps=30, max_steps=30)
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.refreshes >= 1)
+        await pilot.pause(0.2)
+        margins = chart(app, "chart-margins")
+        assert margins.last_value("rewards/margins") == pytest.approx(0.22 * 30)
+        assert chart(app, "chart-accuracies").last_value("rewards/accuracies") == 1.0
+        assert not app.screen.query("#chart-kl") and not app.screen.query("#chart-reward")
+        ids = [c.id for c in app.screen.query_one("#dash-charts").charts]
+        assert ids[:1] == ["chart-loss"] and ids.index("chart-margins") < ids.index("chart-accuracies")
+
+
+async def test_running_run_follows_appended_events(ws, runner):
+    proc = runner()
+    run = record_run(ws, "20261122-090000-sft-lora", state="running", steps=20, max_steps=200, pid=proc.pid)
+    done = threading.Event()
+
+    def append() -> None:  # the runner's writer, appending while the dashboard refreshes
+        with EventWriter(run.events_file) as events:
+            t = time.time()
+            for step in range(22, 101, 2):
+                events.write("train", step=step, **train_fields(step))
+                if step % 10 == 0:
+                    events.write("system", step=step, **system_fields(step, t, False))
+                time.sleep(0.02)
+        done.set()
+
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.refreshes >= 1)
+        loss = chart(app, "chart-loss")
+        assert loss.points["loss"].steps[-1] == 20
+        cpu_before = len(chart(app, "sys-cpu").points["system/cpu_percent"])
+        writer = threading.Thread(target=append)
+        writer.start()
+        await until(pilot, done.is_set)
+        await until(pilot, lambda: loss.points["loss"].steps[-1] == 100)
+        writer.join()
+        assert len(loss.points["loss"]) == 50
+        assert loss.last_value("loss") == pytest.approx(train_fields(100)["loss"])
+        assert len(chart(app, "sys-cpu").points["system/cpu_percent"]) == cpu_before + 8
+        assert "running" in text_of(app, "#dash-title")
+        # each byte of events.jsonl read once, however many refreshes it took
+        history = screen.history
+        assert history.refreshes > 1
+        assert history.bytes_read_total == run.events_file.stat().st_size
+
+
+async def test_crash_raises_an_alert_with_the_bell(ws, runner):
+    proc = runner()
+    run = record_run(ws, "20261122-090000-sft-lora", state="running", steps=20, max_steps=200, pid=proc.pid)
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.refreshes >= 1)
+        assert "running" in text_of(app, "#dash-title") and app.bells == 0
+        proc.kill()  # the runner dies without writing an outcome
+        proc.wait()
+        await until(pilot, lambda: "crashed" in text_of(app, "#dash-title"))
+        await until(pilot, lambda: app.bells == 1)
+        alert = [n for n in notifications(app) if "crashed" in n.message]
+        assert alert and alert[0].severity == "error"
+        assert "ended without recording an outcome" in text_of(app, "#dash-alert")
+
+
+async def test_failed_out_of_memory_shows_the_error_and_hint(ws):
+    run = record_run(ws, "20261122-082000-sft-lora", state="failed", steps=12, error=OOM_ERROR)
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.refreshes >= 1)
+        assert "failed (oom)" in text_of(app, "#dash-title")
+        alert = text_of(app, "#dash-alert")
+        assert "Out of GPU memory" in alert
+        assert "per_device_train_batch_size" in alert  # the hint
+
+
+async def test_watchdog_event_raises_a_notification(ws, runner):
+    proc = runner()
+    run = record_run(
+        ws, "20261122-090000-sft-lora", state="running", steps=20, max_steps=200, pid=proc.pid, watchdog=True
+    )
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.refreshes >= 1)
+        assert "watchdog" in text_of(app, "#dash-alert")  # the earlier alarm is shown, not rung
+        assert app.bells == 0
+        with EventWriter(run.events_file) as events:
+            events.write(
+                "watchdog",
+                step=22,
+                problem="nan",
+                action="stop",
+                metric="loss",
+                value=float("nan"),
+                median=1.9,
+                threshold=None,
+                text="loss is NaN at step 22",
+            )
+        await until(pilot, lambda: app.bells == 1)
+        alarm = [n for n in notifications(app) if "NaN" in n.message]
+        assert alarm and alarm[0].severity == "error" and alarm[0].title == "Watchdog"
+
+
+async def test_overlay_draws_the_loss_of_several_runs(ws):
+    a = record_run(ws, "20261122-080000-sft-lora")
+    b = record_run(ws, "20261122-081000-dpo-lora", method="dpo", steps=30, max_steps=30)
+    app = RecordingApp(ws, start_mode="runs", start_run=a.id)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.refreshes >= 1)
+        await screen.overlay([a.id, b.id])
+        compare = chart(app, "dash-compare")
+        await until(pilot, lambda: compare.has_data())
+        assert compare.last_value(f"{a.id}/loss") == pytest.approx(train_fields(40)["loss"])
+        assert compare.last_value(f"{b.id}/loss") == pytest.approx(train_fields(30, "dpo")["loss"])
+        assert compare.points[f"{a.id}/eval_loss"].steps == (20, 40)
+
+
+async def test_open_in_chat_passes_the_model_to_chat_mode(ws):
+    run = record_run(ws, "20261122-080000-sft-lora", checkpoints=(20,))
+    (run.checkpoints / "checkpoint-20" / "adapter_config.json").write_text("{}")
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.refreshes >= 1)
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.current_mode == "chat" and isinstance(app.screen, ComingScreen)
+        # no final model yet: the newest checkpoint
+        assert f"{run.id}:last" in str(app.screen.query_one("#coming-run", Static).render())
+
+
+# ------------------------------------------------------------------------------------------------
+# a real detached demo run
+
+
+def _train(cli_env, *overrides: str) -> str:
+    args = [*tui_ft_command(), "train", "sft-lora", "--detach", "--json"]
+    for item in overrides:
+        args += ["--set", item]
+    out = subprocess.run(args, env=cli_env, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout)["id"]
+
+
+async def test_real_demo_run_completes_and_a_long_one_stops(demo_ws, cli_env, tmp_path):
+    short = _train(cli_env, "training.max_steps=6", "training.save_steps=6", "training.eval_steps=6")
+    app = RecordingApp(demo_ws, start_mode="runs", start_run=short)
+    long_run = None
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await until(
+                pilot,
+                lambda: (
+                    screen.snapshot is not None
+                    and screen.snapshot.status is not None
+                    and screen.snapshot.status.state == "completed"
+                ),
+                timeout=120,
+            )
+            await until(pilot, lambda: app.bells >= 1)
+            done = [n for n in notifications(app) if "completed" in n.message]
+            assert done and short in done[0].message
+            final = RunDir(demo_ws.runs / short).read_status()
+            await until(pilot, lambda: chart(app, "chart-loss").last_value("loss") is not None)
+            assert chart(app, "chart-loss").last_value("loss") == pytest.approx(final.loss)
+            # export from the dashboard: the adapter is written where the dialog said
+            out = tmp_path / "exported"
+            await pilot.press("x")
+            await pilot.pause()
+            app.screen.query_one("#export-dir", Input).value = str(out)
+            await pilot.press("enter")
+            await until(pilot, lambda: any("exported" in n.message for n in notifications(app)))
+            assert (out / "adapter_model.safetensors").exists()
+
+            long_run = _train(cli_env, "training.max_steps=5000", "training.eval_strategy=no")
+            screen.show_run(long_run)
+            await until(
+                pilot,
+                lambda: (
+                    screen.run_id == long_run
+                    and screen.snapshot is not None
+                    and screen.snapshot.status is not None
+                    and screen.snapshot.status.state == "running"
+                    and screen.snapshot.progress.step >= 2
+                ),
+                timeout=120,
+            )
+            await pilot.press("s")
+            await until(pilot, lambda: screen.snapshot.status.state == "stopped", timeout=120)
+            assert any("stopped" in n.message for n in notifications(app))
+    finally:
+        for run_id in (short, long_run):
+            if run_id is None:
+                continue
+            status = RunDir(demo_ws.runs / run_id).read_status()
+            if status is not None and status.pid and status.state not in ("completed", "stopped", "failed"):
+                subprocess.run([*tui_ft_command(), "stop", run_id, "--now"], env=cli_env, timeout=60)
+    status = RunDir(demo_ws.runs / long_run).read_status()
+    assert status.state == "stopped" and status.last_checkpoint
+    from tui_ft.runs.registry import pid_alive
+
+    deadline = time.monotonic() + 30  # the runner exits just after writing its final status
+    while pid_alive(status.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(status.pid), "a runner is left running"
+
+
+# ------------------------------------------------------------------------------------------------
+# snapshots
+
+
+@pytest.fixture
+def snapshot_ws(tmp_path) -> Workspace:
+    root = tmp_path / "home"
+    Workspace(root).ensure()
+    if FIXED_ROOT.is_symlink() or FIXED_ROOT.exists():
+        FIXED_ROOT.unlink()
+    os.symlink(root, FIXED_ROOT)
+    yield Workspace(FIXED_ROOT)
+    FIXED_ROOT.unlink()
+
+
+class FixedClockRuns(RunsScreen):
+    def now(self) -> float:
+        return T0 + 17.0  # 2 s after the last recorded event of a 24-step run
+
+
+class SnapshotApp(RecordingApp):
+    MODES = {**TuiFtApp.MODES, "runs": lambda: with_shell(FixedClockRuns)()}
+
+
+async def _settle_on_dashboard(pilot) -> None:
+    """Wait until the run is read, the header's GPU line drawn and every chart shows its data."""
+    app = pilot.app
+    await until(pilot, lambda: "checking" not in app.gpu_summary and app.screen.refreshes >= 1)
+    await pilot.pause(0.2)
+    shown = lambda: [c for c in app.screen.query(MetricChart) if c.has_data() and c.is_on_screen]  # noqa: E731
+    await until(pilot, lambda: shown() and all(c.up_to_date for c in shown()))
+    await pilot.pause()
+
+
+def _snap(snap_compare, ws: Workspace, run_id: str) -> bool:
+    app = SnapshotApp(ws, start_mode="runs", start_run=run_id)
+    return snap_compare(app, terminal_size=SIZE, run_before=_settle_on_dashboard)
+
+
+def test_snapshot_finished(snap_compare, snapshot_ws):
+    record_run(snapshot_ws, "20261122-080000-sft-lora", checkpoints=(20, 40))
+    assert _snap(snap_compare, snapshot_ws, "20261122-080000-sft-lora")
+
+
+def test_snapshot_running(snap_compare, snapshot_ws, runner):
+    proc = runner()
+    record_run(snapshot_ws, "20261122-090000-sft-lora", state="running", steps=24, max_steps=60, pid=proc.pid)
+    assert _snap(snap_compare, snapshot_ws, "20261122-090000-sft-lora")
+
+
+def test_snapshot_crashed(snap_compare, snapshot_ws):
+    record_run(
+        snapshot_ws, "20261122-090000-sft-lora", state="crashed", steps=24, max_steps=60, error=CRASH_ERROR
+    )
+    assert _snap(snap_compare, snapshot_ws, "20261122-090000-sft-lora")
+
+
+def test_snapshot_failed_out_of_memory(snap_compare, snapshot_ws):
+    record_run(
+        snapshot_ws, "20261122-082000-sft-lora", state="failed", steps=12, max_steps=40, error=OOM_ERROR
+    )
+    assert _snap(snap_compare, snapshot_ws, "20261122-082000-sft-lora")
