@@ -512,6 +512,19 @@ async def test_real_demo_run_completes_and_a_long_one_stops(demo_ws, cli_env, tm
             await pilot.press("s")
             await until(pilot, lambda: screen.snapshot.status.state == "stopped", timeout=120)
             assert any("stopped" in n.message for n in notifications(app))
+            # resume from the dashboard: it continues after the stop's checkpoint, then stop it again
+            stopped_at = screen.snapshot.status.step
+            await pilot.press("r")
+            await until(pilot, lambda: any("resuming from step" in n.message for n in notifications(app)))
+            await until(
+                pilot,
+                lambda: (
+                    screen.snapshot.status.state == "running" and screen.snapshot.progress.step > stopped_at
+                ),
+                timeout=120,
+            )
+            await pilot.press("s")
+            await until(pilot, lambda: screen.snapshot.status.state == "stopped", timeout=120)
     finally:
         for run_id in (short, long_run):
             if run_id is None:

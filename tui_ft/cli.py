@@ -521,25 +521,11 @@ def cmd_stop(args, ws: Workspace) -> int:
 
 
 def cmd_resume(args, ws: Workspace) -> int:
-    from tui_ft.runs.launcher import spawn_runner
-    from tui_ft.runs.registry import find_run, last_complete_checkpoint, refresh
+    from tui_ft.runs.launcher import resume_run
+    from tui_ft.runs.registry import find_run
 
     run = find_run(ws, args.run)
-    status = refresh(run)
-    if status is None or status.state not in ("stopped", "failed", "crashed"):
-        state = status.state if status else "unknown"
-        raise UserError(f"run {run.id} is {state}; only stopped, failed or crashed runs resume", field="RUN")
-    last = last_complete_checkpoint(run)
-    if last is None:
-        raise UserError(
-            f"run {run.id} has no complete checkpoint to resume from",
-            field="RUN",
-            hint=f"start it again: tui-ft train {run.recipe_file}",
-        )
-    run.stop_file.unlink(missing_ok=True)
-    status.state, status.error, status.ended = "starting", None, None
-    run.write_status(status)
-    proc = spawn_runner(run, detach=args.detach, resume=True)
+    proc, last = resume_run(run, detach=args.detach)
     if args.detach:
         if args.json:
             _print_json({"id": run.id, "pid": proc.pid, "from_step": last.step})

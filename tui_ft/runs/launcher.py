@@ -45,3 +45,27 @@ def spawn_runner(run: RunDir, *, detach: bool, resume: bool = False) -> subproce
         status.pid = proc.pid
         run.write_status(status)
     return proc
+
+
+def resume_run(run: RunDir, *, detach: bool):
+    """Restart a stopped, failed or crashed run from its last complete checkpoint (what
+    `tui-ft resume` and the Runs screen's Resume do). Returns (process, checkpoint); UserError when the
+    run is not in a state to resume or has no complete checkpoint."""
+    from tui_ft.errors import UserError
+    from tui_ft.runs.registry import last_complete_checkpoint, refresh
+
+    status = refresh(run)
+    if status is None or status.state not in ("stopped", "failed", "crashed"):
+        state = status.state if status else "unknown"
+        raise UserError(f"run {run.id} is {state}; only stopped, failed or crashed runs resume", field="RUN")
+    last = last_complete_checkpoint(run)
+    if last is None:
+        raise UserError(
+            f"run {run.id} has no complete checkpoint to resume from",
+            field="RUN",
+            hint=f"start it again: tui-ft train {run.recipe_file}",
+        )
+    run.stop_file.unlink(missing_ok=True)
+    status.state, status.error, status.ended = "starting", None, None
+    run.write_status(status)
+    return spawn_runner(run, detach=detach, resume=True), last

@@ -948,26 +948,12 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="runs-resume", exit_on_error=False)
     def _resume_worker(self, run_id: str) -> None:
-        """What `tui-ft resume RUN --detach` does: the same checks and domain calls."""
-        from tui_ft.runs.launcher import spawn_runner
-        from tui_ft.runs.registry import find_run, last_complete_checkpoint, refresh
+        """What `tui-ft resume RUN --detach` does: the same domain call."""
+        from tui_ft.runs.launcher import resume_run
+        from tui_ft.runs.registry import find_run
 
         try:
-            run = find_run(self.workspace, run_id)
-            status = refresh(run)
-            if status is None or status.state not in ("stopped", "failed", "crashed"):
-                state = status.state if status else "unknown"
-                raise UserError(f"run {run.id} is {state}; only stopped, failed or crashed runs resume")
-            last = last_complete_checkpoint(run)
-            if last is None:
-                raise UserError(
-                    f"run {run.id} has no complete checkpoint to resume from",
-                    hint=f"start it again: tui-ft train {run.recipe_file}",
-                )
-            run.stop_file.unlink(missing_ok=True)
-            status.state, status.error, status.ended = "starting", None, None
-            run.write_status(status)
-            proc = spawn_runner(run, detach=True, resume=True)
+            proc, last = resume_run(find_run(self.workspace, run_id), detach=True)
         except UserError as exc:
             self.post_message(self.ActionDone(str(exc), "warning"))
             return
