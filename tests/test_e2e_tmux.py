@@ -50,7 +50,7 @@ def test_demo_opens_the_ui_and_browses_the_sample_chat(cli_env, demo_ws):
     try:
         _wait_for(session, "1 Datasets")
         _tmux("send-keys", "-t", session, "3")  # another place first, then back by key
-        _wait_for(session, "Runs — coming")
+        _wait_for(session, "words of the id, method, model or state")  # the Runs list
         _tmux("send-keys", "-t", session, "1")
         _wait_for(session, "files in")
         _tmux("send-keys", "-t", session, "o")
