@@ -233,3 +233,26 @@ def test_template_failure_is_a_row_error(tmp_path: Path) -> None:
     assert report.errors[0]["line"] == 1
     assert "System messages are not supported" in report.errors[0]["message"]
     assert report.token_stats is not None and report.token_stats["count"] == 1
+
+
+def test_a_large_file_is_checked_in_a_child_process_with_the_same_report(tmp_path: Path, monkeypatch) -> None:
+    import tui_ft.data.checks as checks
+
+    path = tmp_path / "rows.jsonl"
+    rows = [json.dumps({"text": f"row {i}"}) for i in range(10000)]
+    rows[4321] = '{"text": 5}'
+    rows[8000] = "not json"
+    path.write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(checks, "CHILD_CHECK_BYTES", 0)  # every file counts as large
+    seen: list[int] = []
+    isolated = checks.check_dataset_isolated(path, progress=seen.append)
+    assert isolated == check_dataset(path)
+    assert [e["line"] for e in isolated.errors] == [4322, 8001] and isolated.rows == 10000
+    assert seen and seen == sorted(seen)  # progress came back from the child
+
+    with pytest.raises(checks.CheckCancelled):
+        checks.check_dataset_isolated(path, cancelled=lambda: True)
+
+    broken = tmp_path / "empty.jsonl"
+    broken.write_text("")
+    assert checks.check_dataset_isolated(broken) == check_dataset(broken)  # a fatal report, as in-process

@@ -21,6 +21,7 @@ from typing import Any
 from tui_ft.data.formats import Format, normalise, split_implicit_prompt
 from tui_ft.data.loading import (
     Cancelled,
+    CheckCancelled,
     DatasetSource,
     Progress,
     Row,
@@ -332,3 +333,78 @@ def check_dataset(
     if tokenizer is not None:
         report.token_stats = _token_stats(lengths, max_length)
     return report
+
+
+# Files larger than this are checked in a child process: a pure-Python scan of millions of rows in a
+# thread holds the GIL and makes the UI's event loop wait hundreds of milliseconds per frame.
+CHILD_CHECK_BYTES = 16 * 1024 * 1024
+
+
+def check_dataset_isolated(
+    path: str | Path,
+    *,
+    max_errors: int = 200,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
+) -> CheckReport:
+    """`check_dataset` on a local file, in a child Python process when the file is large (else here).
+
+    Progress comes back as lines on the child's stderr; `cancelled()` kills the child (CheckCancelled).
+    The report is the same as `check_dataset`'s (a file-level problem is a fatal report, as there).
+    """
+    import json
+    import subprocess
+    import sys
+
+    local = Path(path)
+    if not local.is_file() or local.stat().st_size < CHILD_CHECK_BYTES:
+        return check_dataset(path, max_errors=max_errors, progress=progress, cancelled=cancelled)
+    cmd = [sys.executable, "-m", "tui_ft.data.checks", str(local), str(max_errors)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        failure = []
+        for line in proc.stderr:  # blocks without the GIL until the child writes
+            if cancelled is not None and cancelled():
+                raise CheckCancelled()
+            if line.startswith("progress ") and progress is not None:
+                progress(int(line.split()[1]))
+            elif not line.startswith("progress "):
+                failure.append(line)
+        out = proc.stdout.read()
+        if proc.wait() != 0 or not out.strip():
+            doc = json.loads(failure[-1]) if failure and failure[-1].startswith("{") else None
+            if doc is None:
+                tail = "".join(failure[-5:]).strip()
+                doc = {"line": None, "field": None, "message": f"checking the file failed: {tail}"}
+            return CheckReport(path=str(local), errors=[doc], error_count=1, fatal=True)
+        return CheckReport(**json.loads(out))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _child_main(argv: list[str]) -> int:
+    """`python -m tui_ft.data.checks PATH [MAX_ERRORS]`: the report as JSON on stdout, progress on stderr."""
+    import json
+    import sys
+
+    def report_progress(rows: int) -> None:
+        print(f"progress {rows}", file=sys.stderr, flush=True)
+
+    try:
+        report = check_dataset(
+            argv[0], max_errors=int(argv[1]) if len(argv) > 1 else 200, progress=report_progress
+        )
+    except DataError as exc:
+        print(json.dumps({"message": exc.message, "line": exc.line, "field": exc.field}), file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child_main(sys.argv[1:]))
