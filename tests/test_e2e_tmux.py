@@ -40,6 +40,22 @@ def _wait_for(session: str, text: str, timeout: float = 60.0) -> str:
     raise AssertionError(f"{text!r} did not appear within {timeout:.0f} s; the screen shows:\n{screen}")
 
 
+def _type_path(session: str, path: str, attempts: int = 3) -> None:
+    """`o` (open) then the path, as a person would: look that it landed in the path box, else again.
+    (Keys sent while a mode switch is still settling can reach the screen before its focus does.)"""
+    for _ in range(attempts):
+        _tmux("send-keys", "-t", session, "o")
+        time.sleep(0.3)
+        _tmux("send-keys", "-t", session, "-l", path)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(line.startswith(path) for line in _screen(session).splitlines()):
+                return
+            time.sleep(0.2)
+        _tmux("send-keys", "-t", session, "Escape")
+    raise AssertionError(f"{path!r} never reached the path box; the screen shows:\n{_screen(session)}")
+
+
 def test_demo_opens_the_ui_and_browses_the_sample_chat(cli_env, demo_ws):
     session = f"tui-ft-e2e-{uuid.uuid4().hex[:8]}"
     command = " ".join([*tui_ft_command(), "demo"])
@@ -53,8 +69,7 @@ def test_demo_opens_the_ui_and_browses_the_sample_chat(cli_env, demo_ws):
         _wait_for(session, "words of the id, method, model or state")  # the Runs list
         _tmux("send-keys", "-t", session, "1")
         _wait_for(session, "files in")
-        _tmux("send-keys", "-t", session, "o")
-        _tmux("send-keys", "-t", session, "-l", "chat.jsonl")
+        _type_path(session, "chat.jsonl")
         _tmux("send-keys", "-t", session, "Enter")
         screen = _wait_for(session, "no errors")
         assert "format messages" in screen
