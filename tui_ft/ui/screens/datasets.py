@@ -443,11 +443,11 @@ class DatasetsScreen(Screen):
 
     def action_open(self) -> None:
         self.remove_class("-no-sidebar")
-        self.query_one("#ds-path", Input).focus()
+        self.set_focus(self.query_one("#ds-path", Input))  # now: keys typed right after `o` land here
 
     def action_search(self) -> None:
         self.add_class("-searching")
-        self.query_one("#ds-find", Input).focus()
+        self.set_focus(self.query_one("#ds-find", Input))
 
     def action_find(self, backwards: bool) -> None:
         if not self.needle:

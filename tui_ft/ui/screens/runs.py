@@ -910,7 +910,7 @@ class RunsScreen(Screen):
         return True
 
     def action_filter(self) -> None:
-        self.query_one("#runs-filter", Input).focus()
+        self.set_focus(self.query_one("#runs-filter", Input))  # now: keys typed right after `f` land here
 
     def action_back(self) -> None:
         if not self.dashboard_open:
