@@ -287,18 +287,6 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
                 progress.update(task, description="stopping")
 
 
-def _last_eval(run, keys: tuple[str, ...]) -> dict[str, float]:
-    """The given metrics from the run's last evaluation event (empty if there was none)."""
-    from tui_ft.runs.rundir import read_events
-
-    found: dict[str, float] = {}
-    events, _ = read_events(run.events_file)
-    for event in events:
-        if event.get("type") == "eval":
-            found = {k: event[k] for k in keys if isinstance(event.get(k), (int, float))}
-    return found
-
-
 def _print_outcome(run, status) -> None:
     from rich.console import Console
 
@@ -309,7 +297,8 @@ def _print_outcome(run, status) -> None:
         console.print(f"[green]completed[/] {run.id}: {status.step} steps{loss}{ev}")
         console.print(f"  model: {run.final}")
         if status.method == "reward":
-            scores = _last_eval(run, ("eval_accuracy", "eval_margin"))
+            last = _last_method_metrics(run)
+            scores = {k: last[k] for k in ("eval_accuracy", "eval_margin") if k in last}
             if scores:
                 console.print(
                     "  eval:  " + ", ".join(f"{k.removeprefix('eval_')} {v:.3f}" for k, v in scores.items())

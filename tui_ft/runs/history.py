@@ -28,7 +28,7 @@ from typing import Any
 
 from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint, list_checkpoints, pid_alive
 from tui_ft.runs.registry import refresh as refresh_status
-from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status
+from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status, parse_event_lines
 from tui_ft.workspace import Workspace
 
 METRIC_EVENTS = ("train", "eval")
@@ -347,15 +347,7 @@ class RunHistory:
                     self._pending = data
                     continue
                 self._pending = data[end + 1 :]
-                for raw in data[: end + 1].splitlines():
-                    if not raw.strip():
-                        continue
-                    try:
-                        event = json.loads(raw)
-                    except ValueError:
-                        continue  # a garbled line (docs/events.md): skipped, the rest still counts
-                    if isinstance(event, dict):
-                        events.append(event)
+                events.extend(parse_event_lines(data[: end + 1]))  # garbled lines are skipped
         return events, nbytes
 
     def _apply(self, event: dict[str, Any]) -> set[str]:

@@ -157,8 +157,13 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
     end = chunk.rfind(b"\n")
     if end < 0:
         return [], offset
+    return parse_event_lines(chunk[: end + 1]), offset + end + 1
+
+
+def parse_event_lines(data: bytes) -> list[dict[str, Any]]:
+    """The events in `data`, complete lines of events.jsonl; a line that is not a JSON object is skipped."""
     events = []
-    for raw in chunk[: end + 1].splitlines():
+    for raw in data.splitlines():
         if not raw.strip():
             continue
         try:
@@ -167,4 +172,4 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
             continue
         if isinstance(event, dict):
             events.append(event)
-    return events, offset + end + 1
+    return events
