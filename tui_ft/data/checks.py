@@ -341,13 +341,14 @@ CHILD_CHECK_BYTES = 16 * 1024 * 1024
 
 
 def check_dataset_isolated(
-    path: str | Path,
+    ref: str | Path | DatasetSource,
     *,
     max_errors: int = 200,
     progress: Progress | None = None,
     cancelled: Cancelled | None = None,
 ) -> CheckReport:
-    """`check_dataset` on a local file, in a child Python process when the file is large (else here).
+    """`check_dataset`, in a child Python process when `ref` is a large local file (else here, reusing an
+    open source and its index).
 
     Progress comes back as lines on the child's stderr; `cancelled()` kills the child (CheckCancelled).
     The report is the same as `check_dataset`'s (a file-level problem is a fatal report, as there).
@@ -356,9 +357,9 @@ def check_dataset_isolated(
     import subprocess
     import sys
 
-    local = Path(path)
+    local = Path(str(ref.path if isinstance(ref, DatasetSource) else ref))
     if not local.is_file() or local.stat().st_size < CHILD_CHECK_BYTES:
-        return check_dataset(path, max_errors=max_errors, progress=progress, cancelled=cancelled)
+        return check_dataset(ref, max_errors=max_errors, progress=progress, cancelled=cancelled)
     cmd = [sys.executable, "-m", "tui_ft.data.checks", str(local), str(max_errors)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None

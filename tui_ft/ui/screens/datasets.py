@@ -33,7 +33,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from tui_ft.data.checks import CheckReport, check_dataset, check_dataset_isolated
+from tui_ft.data.checks import CheckReport, check_dataset_isolated
 from tui_ft.data.formats import Format, detect_format
 from tui_ft.data.loading import CheckCancelled, DatasetSource, JsonlSource, Row, open_dataset
 from tui_ft.data.search import find_row
@@ -279,12 +279,8 @@ class DatasetsScreen(Screen):
                 self.post_message(self.CheckProgress(source, rows))
 
         try:
-            if Path(str(source.path)).is_file():  # large files are checked in a child process (the GIL)
-                report = check_dataset_isolated(
-                    source.path, progress=progress, cancelled=lambda: worker.is_cancelled
-                )
-            else:
-                report = check_dataset(source, progress=progress, cancelled=lambda: worker.is_cancelled)
+            # large files are checked in a child process: a scan in this thread would hold the GIL
+            report = check_dataset_isolated(source, progress=progress, cancelled=lambda: worker.is_cancelled)
         except CheckCancelled:
             return
         self.post_message(self.Checked(source, report))
