@@ -204,11 +204,6 @@ def load_reward_model(ref: ModelRef, dtype: Any):
     model.config.pad_token_id = tokenizer.pad_token_id
     # TRL names a reward model's metrics (rewards/NAME/mean) after this; use the recipe's reference.
     model.config._name_or_path = ref.ref
-    if model.config.num_labels != 1:
-        raise WorkFailed(
-            f"the reward model {ref.ref} has {model.config.num_labels} outputs; a reward model has one score",
-            kind="bad_input",
-        )
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
