@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui_ft.data.loading import DatasetSource, Row
+from tui_ft.data.sources import DatasetSource, Row
 from tui_ft.errors import DataError
 
 _CELL_CHARS = 400  # a cell never needs more text than the widest screen shows
