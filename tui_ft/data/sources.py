@@ -7,7 +7,8 @@ where the format allows it:
   cancellation for a UI thread); a row is read by seeking to its line. Blank lines are not rows, but
   row line numbers stay those of the file.
 - `.csv`: the same offset index, record by record (a quoted field may span lines).
-- `.parquet`: row groups read on demand with pyarrow.
+- `.parquet`: row groups read on demand with pyarrow and kept in a small LRU cache; `row_at_hand`
+  tells a UI which rows it can have without decoding a row group.
 - `.json` (an array of objects, or an object holding one list): parsed whole.
 - a `datasets.save_to_disk` directory or a hub id: a memory-mapped `datasets.Dataset`.
 
@@ -28,6 +29,7 @@ import os
 import re
 import threading
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,14 @@ class DatasetSource:
         """Rows `start` to `stop` (exclusive), clipped to the dataset."""
         stop = min(stop, len(self))
         return [self.row(i) for i in range(max(start, 0), stop)]
+
+    def row_at_hand(self, index: int) -> Row | None:
+        """The row at `index` if reading it is cheap now, else None (it needs decoding: read it on a thread).
+
+        A UI calls this on its event loop and reads with `row()`/`rows()` on a thread the rows it gets None
+        for. Most sources read any row in microseconds and always answer; raises like `row()`.
+        """
+        return self.row(index)
 
     def scan(self) -> Iterator[Row | DataError]:
         """Every row in order, or the DataError of a row that cannot be read; file-level errors raise."""
@@ -628,12 +638,69 @@ class CsvSource(_ScannedSource):
 # --- Parquet ---------------------------------------------------------------------------------------
 
 
+class RowGroupCache:
+    """Decoded Parquet row groups, least recently used dropped first, within a count and a byte budget.
+
+    The newest group is always kept, even when it alone is over the budget (a file with one huge row
+    group is still browsable). Thread-safe; the lock is held only to look up and store, never while
+    a group is decoded, so a UI can ask what is cached while a thread decodes.
+    """
+
+    def __init__(self, max_groups: int = 8, max_bytes: int = 96 << 20) -> None:
+        self.max_groups = max_groups
+        self.max_bytes = max_bytes
+        self._tables: OrderedDict[int, Any] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, group: int) -> Any | None:
+        """The decoded table of `group` (now the most recently used), or None."""
+        with self._lock:
+            table = self._tables.get(group)
+            if table is not None:
+                self._tables.move_to_end(group)
+            return table
+
+    def put(self, group: int, table: Any) -> None:
+        with self._lock:
+            old = self._tables.pop(group, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._tables[group] = table
+            self._bytes += table.nbytes
+            while len(self._tables) > 1 and (
+                len(self._tables) > self.max_groups or self._bytes > self.max_bytes
+            ):
+                _, dropped = self._tables.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    @property
+    def groups(self) -> list[int]:
+        """The cached groups, least recently used first."""
+        with self._lock:
+            return list(self._tables)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+            self._bytes = 0
+
+
 class ParquetSource(DatasetSource):
-    """A Parquet file read one row group at a time. A row's line is its position + 1."""
+    """A Parquet file read one row group at a time. A row's line is its position + 1.
+
+    Decoding a row group costs time in proportion to its size (a 300,000-row group takes a tenth of a
+    second or more), so decoded groups are kept in a `RowGroupCache`; `row_at_hand` answers only from
+    it, which lets a UI read the other rows on a thread.
+    """
 
     kind = "parquet"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache: RowGroupCache | None = None) -> None:
         super().__init__(path)
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -650,27 +717,49 @@ class ParquetSource(DatasetSource):
             self._starts.append(self._starts[-1] + meta.row_group(g).num_rows)
         if self._starts[-1] == 0:
             raise DataError("the Parquet file holds no rows", path=path)
-        self._cached: tuple[int, Any] | None = None
-        self._lock = threading.Lock()
+        self.cache = cache if cache is not None else RowGroupCache()
+        self._read_lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._starts[-1]
 
-    def _group(self, g: int) -> Any:
+    @property
+    def row_groups(self) -> int:
+        return len(self._starts) - 1
+
+    def group_of(self, index: int) -> int:
+        """The row group that holds row `index`."""
+        return bisect.bisect_right(self._starts, index) - 1
+
+    def _read_group(self, g: int) -> Any:
         import pyarrow as pa
 
-        with self._lock:
-            if self._cached is None or self._cached[0] != g:
-                try:
-                    table = self._file.read_row_group(g)
-                except (pa.ArrowException, OSError) as err:
-                    raise DataError(f"cannot read row group {g}: {err}", path=self.path) from None
-                self._cached = (g, table)
-            return self._cached[1]
+        try:
+            return self._file.read_row_group(g)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read row group {g}: {err}", path=self.path) from None
+
+    def _group(self, g: int) -> Any:
+        table = self.cache.get(g)
+        if table is None:
+            with self._read_lock:  # two threads wanting one group decode it once
+                table = self.cache.get(g)
+                if table is None:
+                    table = self._read_group(g)
+                    self.cache.put(g, table)
+        return table
 
     def row(self, index: int) -> Row:
         index = self._check_index(index, len(self))
         return self.rows(index, index + 1)[0]
+
+    def row_at_hand(self, index: int) -> Row | None:
+        index = self._check_index(index, len(self))
+        g = self.group_of(index)
+        table = self.cache.get(g)
+        if table is None:
+            return None
+        return Row(index, index + 1, table.slice(index - self._starts[g], 1).to_pylist()[0])
 
     def rows(self, start: int, stop: int) -> list[Row]:
         start, stop = max(start, 0), min(stop, len(self))
@@ -679,7 +768,7 @@ class ParquetSource(DatasetSource):
         out: list[Row] = []
         i = start
         while i < stop:
-            g = bisect.bisect_right(self._starts, i) - 1
+            g = self.group_of(i)
             group_end = min(self._starts[g + 1], stop)
             table = self._group(g).slice(i - self._starts[g], group_end - i)
             out.extend(Row(i + k, i + k + 1, data) for k, data in enumerate(table.to_pylist()))
@@ -687,15 +776,22 @@ class ParquetSource(DatasetSource):
         return out
 
     def scan(self) -> Iterator[Row | DataError]:
+        import pyarrow.parquet as pq
+
         index = 0
-        for batch in self._file.iter_batches(batch_size=1024):
-            for data in batch.to_pylist():
-                yield Row(index, index + 1, data)
-                index += 1
+        # a reader of its own: a scan on one thread and row reads on another do not share one
+        with pq.ParquetFile(self.path) as file:
+            for batch in file.iter_batches(batch_size=1024):
+                for data in batch.to_pylist():
+                    yield Row(index, index + 1, data)
+                    index += 1
 
     @property
     def columns(self) -> list[str]:
         return list(self._file.schema_arrow.names)
+
+    def close(self) -> None:
+        self.cache.clear()
 
 
 # --- datasets.Dataset (save_to_disk directories, hub ids) -------------------------------------------
