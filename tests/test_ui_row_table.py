@@ -81,6 +81,7 @@ async def test_parquet_rows_show_a_placeholder_then_arrive_from_a_thread(tmp_pat
             assert "question 0" not in screen_text(app)
             assert app.highlighted == []  # the cursor's row is not read yet
             table.action_cursor(1)  # a repaint while the read is in flight asks for nothing more
+            assert table.get_row(1) is None  # the row is not decoded on this thread: not read yet
             await pilot.pause(0.1)
             assert len(source.decoded) == 1
             source.release.set()

@@ -156,22 +156,17 @@ class RowTable(ScrollView, can_focus=True):
         if grew_from_empty and count:
             self._highlight()
 
-    def get_row(self, index: int) -> Row | DataError:
+    def get_row(self, index: int) -> Row | DataError | None:
         """The row at `index`, or the DataError that says why it cannot be read (cached).
 
-        Reads on the calling thread when the row is not cached; `RowHighlighted` is posted only once
-        the cursor's row is cached, so a handler that asks for it does not wait.
+        None while a worker reads it (the source must decode it first: a Parquet row group); for the
+        cursor's row a `RowHighlighted` follows once it is read. Never decodes on the calling thread.
         """
-        cached = self._rows.get(index)
-        if cached is not None:
-            return cached
-        assert self.source is not None
-        item: Row | DataError
-        try:
-            item = self.source.row(index)
-        except DataError as err:
-            item = err
-        self._rows[index] = item
+        item = self._row_at_hand(index)
+        if item is None:
+            if index == self.cursor:
+                self._highlight_waiting = True
+            self._want(index)
         return item
 
     def _row_at_hand(self, index: int) -> Row | DataError | None:
