@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from tui_ft.data.formats import Format
-from tui_ft.data.loading import (
-    JsonlSource,
-    Row,
-    load_for_training,
-    load_records,
-    open_dataset,
-)
+from tui_ft.data.sources import JsonlSource, Row, load_records, open_dataset
+from tui_ft.data.training import load_for_training
 from tui_ft.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -167,8 +162,8 @@ def test_relative_paths_try_base_dir_then_cwd(tmp_path: Path, monkeypatch: pytes
 
 
 def test_hub_id_offline_says_local_files_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tui_ft.data.loading._offline_flag", lambda: False)
-    monkeypatch.setattr("tui_ft.data.loading._hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("tui_ft.data.sources._offline_flag", lambda: False)
+    monkeypatch.setattr("tui_ft.data.sources._hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(DataError) as info:
         open_dataset("someone/some-dataset")
     assert "could not reach" in info.value.message

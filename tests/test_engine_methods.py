@@ -176,7 +176,7 @@ def test_reward_model_trains_on_ranked_responses(demo_ws):
         "training.eval_strategy=no",
         "data.eval_split=0",
     )
-    from tui_ft.data.loading import open_dataset
+    from tui_ft.data.sources import open_dataset
 
     with open_dataset(demo_ws.data / "ranking.jsonl") as source:
         adjacent = sum(len(r.data["responses"]) - 1 for r in source)
@@ -184,7 +184,8 @@ def test_reward_model_trains_on_ranked_responses(demo_ws):
 
 
 def test_ranking_expands_to_the_right_number_of_pairs(demo_ws):
-    from tui_ft.data.loading import load_for_training, open_dataset
+    from tui_ft.data.sources import open_dataset
+    from tui_ft.data.training import load_for_training
 
     with open_dataset(demo_ws.data / "ranking.jsonl") as source:
         sizes = [len(r.data["responses"]) for r in source]

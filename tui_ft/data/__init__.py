@@ -1,1 +1,1 @@
-"""Dataset formats, loading, checks."""
+"""Dataset formats, sources, validation, training data, checks."""

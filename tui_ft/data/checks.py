@@ -19,16 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tui_ft.data.formats import Format, normalise, split_implicit_prompt
-from tui_ft.data.loading import (
-    Cancelled,
-    CheckCancelled,
-    DatasetSource,
-    Progress,
-    Row,
-    RowProblem,
-    check_rows,
-    open_dataset,
-)
+from tui_ft.data.sources import Cancelled, DatasetSource, Progress, Row, open_dataset
+from tui_ft.data.validation import CheckCancelled, RowProblem, check_rows
 from tui_ft.errors import DataError
 
 _GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")

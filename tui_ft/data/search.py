@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from tui_ft.data.loading import Cancelled, DatasetSource, JsonlSource
+from tui_ft.data.sources import Cancelled, DatasetSource, JsonlSource
 from tui_ft.errors import DataError
 
 _BLOCK = 4096

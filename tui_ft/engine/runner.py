@@ -36,7 +36,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
     """Load data, tokenizer and model for the run's recipe and return its TRL trainer."""
     from transformers import set_seed
 
-    from tui_ft.data.loading import load_for_training
+    from tui_ft.data.training import load_for_training
     from tui_ft.engine.callbacks import RunRecorder
     from tui_ft.engine.hardware import detect_hardware, precision_args, weights_dtype
     from tui_ft.engine.methods import TrainInputs, get_method

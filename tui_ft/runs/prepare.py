@@ -43,7 +43,7 @@ def resolve_data_path(
 def check_data_fits_method(path: str, method: str, declared: str, field: str) -> None:
     """Read the first row of a local file and check its format suits the method (cheap: one row)."""
     from tui_ft.data.formats import check_method_format, detect_format
-    from tui_ft.data.loading import open_dataset
+    from tui_ft.data.sources import open_dataset
 
     if not Path(path).exists():
         return  # a hub id: checked when the runner loads it

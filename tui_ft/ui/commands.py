@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tui_ft.data.loading import DATA_SUFFIXES
+from tui_ft.data.sources import DATA_SUFFIXES
 from tui_ft.ui.widgets.shell import PLACES
 
 if TYPE_CHECKING:

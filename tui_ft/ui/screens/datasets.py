@@ -35,8 +35,9 @@ from textual.worker import get_current_worker
 
 from tui_ft.data.checks import CheckReport, check_dataset_isolated
 from tui_ft.data.formats import Format, detect_format
-from tui_ft.data.loading import CheckCancelled, DatasetSource, JsonlSource, Row, open_dataset
 from tui_ft.data.search import find_row
+from tui_ft.data.sources import DatasetSource, JsonlSource, Row, open_dataset
+from tui_ft.data.validation import CheckCancelled
 from tui_ft.errors import DataError
 from tui_ft.ui.widgets.data_browser import DataTree, PathSuggester
 from tui_ft.ui.widgets.row_table import RowTable

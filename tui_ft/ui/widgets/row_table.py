@@ -3,6 +3,11 @@
 The table holds no rows. It knows how many rows are addressable (`row_count`, which grows while a
 file is being indexed) and asks its `DatasetSource` for a row when a line is painted; parsed rows
 and painted lines are kept in small LRU caches. A million-row file costs the index, not the rows.
+
+Reading a row never blocks the event loop for long: a line whose row the source cannot hand over
+at once (`row_at_hand` says None: a Parquet row group not decoded yet) is painted as a placeholder
+while one thread worker reads the rows on screen, and repainted when they arrive. One read is in
+flight at a time; when it lands, the repaint asks for whatever is still missing then.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -23,7 +28,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui_ft.data.loading import DatasetSource, Row
+from tui_ft.data.sources import DatasetSource, Row
 from tui_ft.errors import DataError
 
 _CELL_CHARS = 400  # a cell never needs more text than the widest screen shows
@@ -66,6 +71,7 @@ class RowTable(ScrollView, can_focus=True):
         "row-table--cursor",
         "row-table--number",
         "row-table--error",
+        "row-table--placeholder",
     }
 
     DEFAULT_CSS = """
@@ -75,6 +81,7 @@ class RowTable(ScrollView, can_focus=True):
     RowTable:focus > .row-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
     RowTable > .row-table--number { color: $text-muted; }
     RowTable > .row-table--error { color: $text-error; }
+    RowTable > .row-table--placeholder { color: $text-muted; text-style: italic; }
     """
 
     cursor: reactive[int] = reactive(0, repaint=False)
@@ -101,6 +108,13 @@ class RowTable(ScrollView, can_focus=True):
         def control(self) -> RowTable:
             return self.table
 
+    @dataclass
+    class RowsRead(Message, bubble=False):
+        """A worker read some rows of `source`: each a Row or the DataError it raised."""
+
+        source: DatasetSource
+        items: dict[int, Row | DataError]
+
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None):
         super().__init__(name=name, id=id, classes=classes)
         self.source: DatasetSource | None = None
@@ -108,6 +122,8 @@ class RowTable(ScrollView, can_focus=True):
         self.columns: list[str] = []
         self._rows: LRUCache[int, Row | DataError] = LRUCache(4096)
         self._lines: LRUCache[tuple[int, int, bool, bool], Strip] = LRUCache(512)
+        self._reading: DatasetSource | None = None  # the source a worker is reading rows of, if any
+        self._highlight_waiting = False  # RowHighlighted is posted once the cursor's row is read
 
     # --- data ---------------------------------------------------------------------------------------
 
@@ -117,6 +133,8 @@ class RowTable(ScrollView, can_focus=True):
         self.columns = list(columns or [])
         self._rows.clear()
         self._lines.clear()
+        self._reading = None
+        self._highlight_waiting = False
         self.row_count = 0
         self.set_reactive(RowTable.cursor, 0)
         self.scroll_to(0, 0, animate=False)
@@ -136,21 +154,87 @@ class RowTable(ScrollView, can_focus=True):
         self.virtual_size = Size(self.scrollable_content_region.width, count + 1)
         self.refresh()
         if grew_from_empty and count:
-            self.post_message(self.RowHighlighted(self, self.cursor))
+            self._highlight()
 
-    def get_row(self, index: int) -> Row | DataError:
-        """The row at `index`, or the DataError that says why it cannot be read (cached)."""
+    def get_row(self, index: int) -> Row | DataError | None:
+        """The row at `index`, or the DataError that says why it cannot be read (cached).
+
+        None while a worker reads it (the source must decode it first: a Parquet row group); for the
+        cursor's row a `RowHighlighted` follows once it is read. Never decodes on the calling thread.
+        """
+        item = self._row_at_hand(index)
+        if item is None:
+            if index == self.cursor:
+                self._highlight_waiting = True
+            self._want(index)
+        return item
+
+    def _row_at_hand(self, index: int) -> Row | DataError | None:
+        """The row at `index` if it is cached or cheap to read now; None if a worker must read it."""
         cached = self._rows.get(index)
         if cached is not None:
             return cached
         assert self.source is not None
-        item: Row | DataError
+        item: Row | DataError | None
         try:
-            item = self.source.row(index)
+            item = self.source.row_at_hand(index)
         except DataError as err:
             item = err
-        self._rows[index] = item
+        if item is not None:
+            self._rows[index] = item
         return item
+
+    def _want(self, index: int) -> None:
+        """Have a worker read row `index` and the rows on screen, unless a read is in flight."""
+        if self.source is None or self._reading is not None:
+            return
+        top, page = round(self.scroll_y), self.page_height
+        if top <= index <= top + page:
+            start, stop = top, top + page + 1
+        else:  # off screen, or a scroll not applied yet (a jump): the pages around it
+            start, stop = index - page, index + page + 1
+        self._reading = self.source
+        self._read_rows(self.source, max(start, 0), min(stop, self.row_count))
+
+    @work(thread=True, exclusive=True, group="row-table-read", exit_on_error=False)
+    def _read_rows(self, source: DatasetSource, start: int, stop: int) -> None:
+        """Read rows on this thread and post them; touches no widget state."""
+        items: dict[int, Row | DataError] = {}
+        try:
+            try:
+                items.update((row.index, row) for row in source.rows(start, stop))
+            except DataError:  # one bad row (a JSONL line that is not JSON): read them one by one
+                for index in range(start, stop):
+                    try:
+                        items[index] = source.row(index)
+                    except DataError as err:
+                        items[index] = err
+        except Exception as err:  # noqa: BLE001 - the rows show what failed instead of "reading…" forever
+            failed = DataError(f"cannot read this row: {err}", path=source.path)
+            items.update((index, failed) for index in range(start, stop) if index not in items)
+        self.post_message(self.RowsRead(source, items))
+
+    def on_row_table_rows_read(self, message: RowsRead) -> None:
+        message.stop()
+        if message.source is not self.source:
+            return
+        self._reading = None
+        for index, item in message.items.items():
+            self._rows[index] = item
+        self.refresh()  # painting asks for whatever is still missing now
+        if self._highlight_waiting:
+            self._highlight()
+
+    def _highlight(self) -> None:
+        """Post RowHighlighted for the cursor once its row is at hand (asking a worker if need be)."""
+        if not self.row_count or self.source is None:
+            return
+        if self._row_at_hand(self.cursor) is None:
+            self._highlight_waiting = True
+            self._want(self.cursor)
+            return
+        self._highlight_waiting = False
+        self.post_message(self.RowHighlighted(self, self.cursor))
 
     # --- cursor -------------------------------------------------------------------------------------
 
@@ -176,8 +260,7 @@ class RowTable(ScrollView, can_focus=True):
         elif new >= top + self.page_height:
             self.scroll_to(y=new - self.page_height + 1, animate=False)
         self.refresh()
-        if self.row_count:
-            self.post_message(self.RowHighlighted(self, new))
+        self._highlight()
 
     def action_cursor(self, delta: int) -> None:
         self.cursor += delta
@@ -261,8 +344,20 @@ class RowTable(ScrollView, can_focus=True):
         cached = self._lines.get(key)
         if cached is not None:
             return cached
-        item = self.get_row(index)
+        item = self._row_at_hand(index)
         number_style = self.get_component_rich_style("row-table--number")
+        if item is None:  # being read by a worker: a placeholder, not cached, repainted on arrival
+            self._want(index)
+            placeholder = self.get_component_rich_style("row-table--placeholder")
+            texts = [f"{index:,}", "", "reading…"]
+            segments = self._cells(
+                texts, [widths[0], widths[1], sum(widths[2:])], [number_style] + [placeholder] * 2
+            )
+            strip = Strip(segments, width).extend_cell_length(width, base)
+            if is_cursor:
+                cursor_style = self.get_component_rich_style("row-table--cursor")
+                strip = Strip(Segment.apply_style(strip, post_style=cursor_style), width)
+            return strip
         if isinstance(item, DataError):
             error_style = self.get_component_rich_style("row-table--error")
             texts = [f"{index:,}", str(item.line or "?"), f"⚠ {item.message}"]

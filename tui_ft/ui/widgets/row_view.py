@@ -18,7 +18,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tui_ft.data.formats import Format, detect_format, normalise, split_implicit_prompt, validate_record
-from tui_ft.data.loading import Row
+from tui_ft.data.sources import Row
 from tui_ft.errors import DataError
 
 ROLE_STYLES = {

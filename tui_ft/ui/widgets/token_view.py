@@ -23,7 +23,7 @@ from textual.worker import get_current_worker
 
 from tui_ft.data.checks import TokenView, render_tokens, sequence_parts, token_length
 from tui_ft.data.formats import Format, normalise
-from tui_ft.data.loading import DatasetSource, Row
+from tui_ft.data.sources import DatasetSource, Row
 from tui_ft.errors import DataError, UserError, WorkFailed
 
 DEFAULT_MAX_LENGTH = 256  # the shipped SFT recipes' data.max_length

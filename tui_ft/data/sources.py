@@ -7,7 +7,8 @@ where the format allows it:
   cancellation for a UI thread); a row is read by seeking to its line. Blank lines are not rows, but
   row line numbers stay those of the file.
 - `.csv`: the same offset index, record by record (a quoted field may span lines).
-- `.parquet`: row groups read on demand with pyarrow.
+- `.parquet`: row groups read on demand with pyarrow and kept in a small LRU cache; `row_at_hand`
+  tells a UI which rows it can have without decoding a row group.
 - `.json` (an array of objects, or an object holding one list): parsed whole.
 - a `datasets.save_to_disk` directory or a hub id: a memory-mapped `datasets.Dataset`.
 
@@ -28,21 +29,13 @@ import os
 import re
 import threading
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui_ft.data.formats import (
-    EXAMPLES,
-    Format,
-    check_method_format,
-    detect_format,
-    missing_fields,
-    normalise,
-    rows_for_method,
-    validate_record,
-)
+from tui_ft.data.formats import EXAMPLES, Format, detect_format
 from tui_ft.errors import DataError
 
 if TYPE_CHECKING:
@@ -117,6 +110,14 @@ class DatasetSource:
         """Rows `start` to `stop` (exclusive), clipped to the dataset."""
         stop = min(stop, len(self))
         return [self.row(i) for i in range(max(start, 0), stop)]
+
+    def row_at_hand(self, index: int) -> Row | None:
+        """The row at `index` if reading it is cheap now, else None (it needs decoding: read it on a thread).
+
+        A UI calls this on its event loop and reads with `row()`/`rows()` on a thread the rows it gets None
+        for. Most sources read any row in microseconds and always answer; raises like `row()`.
+        """
+        return self.row(index)
 
     def scan(self) -> Iterator[Row | DataError]:
         """Every row in order, or the DataError of a row that cannot be read; file-level errors raise."""
@@ -637,12 +638,69 @@ class CsvSource(_ScannedSource):
 # --- Parquet ---------------------------------------------------------------------------------------
 
 
+class RowGroupCache:
+    """Decoded Parquet row groups, least recently used dropped first, within a count and a byte budget.
+
+    The newest group is always kept, even when it alone is over the budget (a file with one huge row
+    group is still browsable). Thread-safe; the lock is held only to look up and store, never while
+    a group is decoded, so a UI can ask what is cached while a thread decodes.
+    """
+
+    def __init__(self, max_groups: int = 8, max_bytes: int = 96 << 20) -> None:
+        self.max_groups = max_groups
+        self.max_bytes = max_bytes
+        self._tables: OrderedDict[int, Any] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, group: int) -> Any | None:
+        """The decoded table of `group` (now the most recently used), or None."""
+        with self._lock:
+            table = self._tables.get(group)
+            if table is not None:
+                self._tables.move_to_end(group)
+            return table
+
+    def put(self, group: int, table: Any) -> None:
+        with self._lock:
+            old = self._tables.pop(group, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._tables[group] = table
+            self._bytes += table.nbytes
+            while len(self._tables) > 1 and (
+                len(self._tables) > self.max_groups or self._bytes > self.max_bytes
+            ):
+                _, dropped = self._tables.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    @property
+    def groups(self) -> list[int]:
+        """The cached groups, least recently used first."""
+        with self._lock:
+            return list(self._tables)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+            self._bytes = 0
+
+
 class ParquetSource(DatasetSource):
-    """A Parquet file read one row group at a time. A row's line is its position + 1."""
+    """A Parquet file read one row group at a time. A row's line is its position + 1.
+
+    Decoding a row group costs time in proportion to its size (a 300,000-row group takes a tenth of a
+    second or more), so decoded groups are kept in a `RowGroupCache`; `row_at_hand` answers only from
+    it, which lets a UI read the other rows on a thread.
+    """
 
     kind = "parquet"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache: RowGroupCache | None = None) -> None:
         super().__init__(path)
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -659,27 +717,49 @@ class ParquetSource(DatasetSource):
             self._starts.append(self._starts[-1] + meta.row_group(g).num_rows)
         if self._starts[-1] == 0:
             raise DataError("the Parquet file holds no rows", path=path)
-        self._cached: tuple[int, Any] | None = None
-        self._lock = threading.Lock()
+        self.cache = cache if cache is not None else RowGroupCache()
+        self._read_lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._starts[-1]
 
-    def _group(self, g: int) -> Any:
+    @property
+    def row_groups(self) -> int:
+        return len(self._starts) - 1
+
+    def group_of(self, index: int) -> int:
+        """The row group that holds row `index`."""
+        return bisect.bisect_right(self._starts, index) - 1
+
+    def _read_group(self, g: int) -> Any:
         import pyarrow as pa
 
-        with self._lock:
-            if self._cached is None or self._cached[0] != g:
-                try:
-                    table = self._file.read_row_group(g)
-                except (pa.ArrowException, OSError) as err:
-                    raise DataError(f"cannot read row group {g}: {err}", path=self.path) from None
-                self._cached = (g, table)
-            return self._cached[1]
+        try:
+            return self._file.read_row_group(g)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read row group {g}: {err}", path=self.path) from None
+
+    def _group(self, g: int) -> Any:
+        table = self.cache.get(g)
+        if table is None:
+            with self._read_lock:  # two threads wanting one group decode it once
+                table = self.cache.get(g)
+                if table is None:
+                    table = self._read_group(g)
+                    self.cache.put(g, table)
+        return table
 
     def row(self, index: int) -> Row:
         index = self._check_index(index, len(self))
         return self.rows(index, index + 1)[0]
+
+    def row_at_hand(self, index: int) -> Row | None:
+        index = self._check_index(index, len(self))
+        g = self.group_of(index)
+        table = self.cache.get(g)
+        if table is None:
+            return None
+        return Row(index, index + 1, table.slice(index - self._starts[g], 1).to_pylist()[0])
 
     def rows(self, start: int, stop: int) -> list[Row]:
         start, stop = max(start, 0), min(stop, len(self))
@@ -688,7 +768,7 @@ class ParquetSource(DatasetSource):
         out: list[Row] = []
         i = start
         while i < stop:
-            g = bisect.bisect_right(self._starts, i) - 1
+            g = self.group_of(i)
             group_end = min(self._starts[g + 1], stop)
             table = self._group(g).slice(i - self._starts[g], group_end - i)
             out.extend(Row(i + k, i + k + 1, data) for k, data in enumerate(table.to_pylist()))
@@ -696,15 +776,22 @@ class ParquetSource(DatasetSource):
         return out
 
     def scan(self) -> Iterator[Row | DataError]:
+        import pyarrow.parquet as pq
+
         index = 0
-        for batch in self._file.iter_batches(batch_size=1024):
-            for data in batch.to_pylist():
-                yield Row(index, index + 1, data)
-                index += 1
+        # a reader of its own: a scan on one thread and row reads on another do not share one
+        with pq.ParquetFile(self.path) as file:
+            for batch in file.iter_batches(batch_size=1024):
+                for data in batch.to_pylist():
+                    yield Row(index, index + 1, data)
+                    index += 1
 
     @property
     def columns(self) -> list[str]:
         return list(self._file.schema_arrow.names)
+
+    def close(self) -> None:
+        self.cache.clear()
 
 
 # --- datasets.Dataset (save_to_disk directories, hub ids) -------------------------------------------
@@ -912,215 +999,3 @@ def load_records(src: DatasetSource | str | Path, *, base_dir: Path | None = Non
     """Every row of a dataset in order; raises DataError at the first row that cannot be read."""
     source = src if isinstance(src, DatasetSource) else open_dataset(src, base_dir=base_dir)
     yield from source
-
-
-# --- validation and training data ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RowProblem:
-    """One thing wrong with one row."""
-
-    line: int | None
-    field: str | None
-    message: str
-    hint: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "field": self.field, "message": self.message}
-
-
-_STYLE_KEYS = ("prompt", "chosen", "completion")
-
-
-class FormatTracker:
-    """Checks rows one by one against the format the file's first readable row set."""
-
-    def __init__(self) -> None:
-        self.format: Format | None = None
-        self.first_line: int | None = None
-        self.conversational: bool | None = None
-
-    def check(self, row: Row) -> list[RowProblem]:
-        """Problems with `row`: an unknown shape, a format other than the file's, or invalid fields."""
-        found = detect_format(row.data)
-        if self.format is None:
-            if found is None:
-                keys = ", ".join(list(row.data)[:8]) or "none"
-                return [
-                    RowProblem(
-                        row.line,
-                        None,
-                        f"cannot tell the format of this row from its keys ({keys}); "
-                        f"expected e.g. {EXAMPLES[Format.messages]} or {EXAMPLES[Format.prompt_completion]}",
-                    )
-                ]
-            self.format, self.first_line = found, row.line
-        elif found is not self.format:
-            missing = missing_fields(row.data, self.format)
-            where = f"the file is in format {self.format.value} (set by line {self.first_line})"
-            found_name = found.value if found is not None else "unknown"
-            if missing and len(missing) < len(missing_fields({}, self.format)):
-                also = f" (also {', '.join(missing[1:])})" if len(missing) > 1 else ""
-                return [
-                    RowProblem(
-                        row.line,
-                        missing[0],
-                        f"required field missing{also}: the row reads as format {found_name}, but {where}",
-                    )
-                ]
-            return [
-                RowProblem(
-                    row.line,
-                    None,
-                    f"this row is in format {found_name}, but {where}; one file holds one format",
-                )
-            ]
-        problems = [
-            RowProblem(row.line, field or None, message)
-            for field, message in validate_record(row.data, self.format)
-        ]
-        if not problems:
-            problems = self._check_style(row)
-        return problems
-
-    def _check_style(self, row: Row) -> list[RowProblem]:
-        """Text and message lists do not mix in one file (an Arrow column holds one type)."""
-        key = next((k for k in _STYLE_KEYS if isinstance(row.data.get(k), (str, list))), None)
-        if key is None:
-            return []
-        conversational = isinstance(row.data[key], list)
-        if self.conversational is None:
-            self.conversational, self._style_line = conversational, row.line
-            return []
-        if conversational == self.conversational:
-            return []
-        this, other = ("a message list", "text") if conversational else ("text", "message lists")
-        return [
-            RowProblem(
-                row.line,
-                key,
-                f"{this} here, but the rows from line {self._style_line} hold {other}; "
-                "one file holds text or conversations, not both",
-            )
-        ]
-
-
-class CheckCancelled(Exception):
-    """A check stopped because its `cancelled()` callback said so."""
-
-
-def check_rows(
-    source: DatasetSource,
-    *,
-    on_valid: Callable[[Row, Format], Iterable[RowProblem] | None] | None = None,
-    max_errors: int = 200,
-    progress: Progress | None = None,
-    cancelled: Cancelled | None = None,
-) -> tuple[Format | None, int, list[RowProblem], int]:
-    """Validate every row: (format, rows, the first `max_errors` problems, total problem count).
-
-    `on_valid(row, format)` is called for each valid row and may return more problems with it.
-    File-level problems raise DataError. Every 4096 rows, `progress(rows)` is called and
-    `cancelled()` asked; when it says stop, CheckCancelled is raised.
-    """
-    tracker = FormatTracker()
-    problems: list[RowProblem] = []
-    total = rows = 0
-    for item in source.scan():
-        if rows & 4095 == 4095:
-            if progress is not None:
-                progress(rows + 1)
-            if cancelled is not None and cancelled():
-                raise CheckCancelled()
-        if isinstance(item, DataError):
-            rows += 1
-            found = [RowProblem(item.line, item.field, item.message, item.hint)]
-        else:
-            rows += 1
-            found = tracker.check(item)
-            if not found and on_valid is not None and tracker.format is not None:
-                found = list(on_valid(item, tracker.format) or ())
-        total += len(found)
-        if len(problems) < max_errors:
-            problems.extend(found[: max_errors - len(problems)])
-    return tracker.format, rows, problems, total
-
-
-@dataclass(frozen=True)
-class LoadedData:
-    """A dataset ready for a TRL trainer."""
-
-    dataset: datasets.Dataset
-    format: Format
-    source: Path | str
-    rows: int
-
-
-def load_for_training(
-    ref: str | Path | DatasetSource,
-    *,
-    method: str,
-    base_dir: Path | None = None,
-    ranking_mode: str = "all",
-    cache_dir: Path | None = None,
-) -> LoadedData:
-    """Read, validate, normalise and convert a dataset for `method` into a `datasets.Dataset`.
-
-    Every row is validated; any problem raises one DataError naming the first (path:line: field)
-    and counting the rest. A format the method cannot use raises before the rows are validated.
-    With `cache_dir`, the dataset is written there and memory-mapped back (as `load_dataset` does):
-    training reads it as fast as a hub dataset, and the trainer's tokenized copies are cached beside it
-    instead of held in memory.
-    """
-    source = ref if isinstance(ref, DatasetSource) else open_dataset(ref, base_dir=base_dir)
-    path = source.path
-    first_format = _first_format(source)
-    if first_format is not None:
-        check_method_format(method, first_format, path)
-    keep_extra = method in ("grpo", "rloo")
-    out: list[dict[str, Any]] = []
-
-    def collect(row: Row, fmt: Format) -> None:
-        out.extend(
-            rows_for_method(
-                normalise(row.data, fmt, keep_extra=keep_extra), fmt, method, ranking_mode=ranking_mode
-            )
-        )
-
-    fmt, rows, problems, total = check_rows(source, on_valid=collect, max_errors=1)
-    if problems:
-        first = problems[0]
-        more = (
-            f" (and {total - 1} more error{'s' if total > 2 else ''}; run `tui-ft data check {path}`)"
-            if total > 1
-            else ""
-        )
-        raise DataError(first.message + more, path=path, line=first.line, field=first.field, hint=first.hint)
-    if fmt is None:
-        raise DataError("no rows to train on", path=path)
-    import datasets
-
-    try:
-        dataset = datasets.Dataset.from_list(out)
-    except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds for columns that do not line up
-        raise DataError(
-            f"the rows do not share one column layout: {err}",
-            path=path,
-            hint="a field must have the same type on every row",
-        ) from None
-    out.clear()  # the rows now live in the Arrow table
-    if cache_dir is not None:
-        dataset.save_to_disk(str(cache_dir))
-        dataset = datasets.load_from_disk(str(cache_dir))
-    return LoadedData(dataset=dataset, format=fmt, source=path, rows=rows)
-
-
-def _first_format(source: DatasetSource) -> Format | None:
-    """The format of the first readable row (None if none of the first rows tell)."""
-    for item in source.head(20):
-        if isinstance(item, Row):
-            found = detect_format(item.data)
-            if found is not None:
-                return found
-    return None

@@ -1,0 +1,97 @@
+"""Turn a dataset into training data: validate every row, normalise it for the method, build an Arrow table.
+
+Heavy libraries (datasets) are imported inside the function that needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui_ft.data.formats import Format, check_method_format, detect_format, normalise, rows_for_method
+from tui_ft.data.sources import DatasetSource, Row, open_dataset
+from tui_ft.data.validation import check_rows
+from tui_ft.errors import DataError
+
+if TYPE_CHECKING:
+    import datasets
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """A dataset ready for a TRL trainer."""
+
+    dataset: datasets.Dataset
+    format: Format
+    source: Path | str
+    rows: int
+
+
+def load_for_training(
+    ref: str | Path | DatasetSource,
+    *,
+    method: str,
+    base_dir: Path | None = None,
+    ranking_mode: str = "all",
+    cache_dir: Path | None = None,
+) -> LoadedData:
+    """Read, validate, normalise and convert a dataset for `method` into a `datasets.Dataset`.
+
+    Every row is validated; any problem raises one DataError naming the first (path:line: field)
+    and counting the rest. A format the method cannot use raises before the rows are validated.
+    With `cache_dir`, the dataset is written there and memory-mapped back (as `load_dataset` does):
+    training reads it as fast as a hub dataset, and the trainer's tokenized copies are cached beside it
+    instead of held in memory.
+    """
+    source = ref if isinstance(ref, DatasetSource) else open_dataset(ref, base_dir=base_dir)
+    path = source.path
+    first_format = _first_format(source)
+    if first_format is not None:
+        check_method_format(method, first_format, path)
+    keep_extra = method in ("grpo", "rloo")
+    out: list[dict[str, Any]] = []
+
+    def collect(row: Row, fmt: Format) -> None:
+        out.extend(
+            rows_for_method(
+                normalise(row.data, fmt, keep_extra=keep_extra), fmt, method, ranking_mode=ranking_mode
+            )
+        )
+
+    fmt, rows, problems, total = check_rows(source, on_valid=collect, max_errors=1)
+    if problems:
+        first = problems[0]
+        more = (
+            f" (and {total - 1} more error{'s' if total > 2 else ''}; run `tui-ft data check {path}`)"
+            if total > 1
+            else ""
+        )
+        raise DataError(first.message + more, path=path, line=first.line, field=first.field, hint=first.hint)
+    if fmt is None:
+        raise DataError("no rows to train on", path=path)
+    import datasets
+
+    try:
+        dataset = datasets.Dataset.from_list(out)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds for columns that do not line up
+        raise DataError(
+            f"the rows do not share one column layout: {err}",
+            path=path,
+            hint="a field must have the same type on every row",
+        ) from None
+    out.clear()  # the rows now live in the Arrow table
+    if cache_dir is not None:
+        dataset.save_to_disk(str(cache_dir))
+        dataset = datasets.load_from_disk(str(cache_dir))
+    return LoadedData(dataset=dataset, format=fmt, source=path, rows=rows)
+
+
+def _first_format(source: DatasetSource) -> Format | None:
+    """The format of the first readable row (None if none of the first rows tell)."""
+    for item in source.head(20):
+        if isinstance(item, Row):
+            found = detect_format(item.data)
+            if found is not None:
+                return found
+    return None
