@@ -1,4 +1,5 @@
-"""Shared fixtures: one demo workspace per test session (the demo model is built once, in seconds)."""
+"""Shared fixtures: one demo workspace per test session (the demo model is built once, in seconds), a home
+folder per test for screens that show paths, and the environment for running the real `tui-ft` command."""
 
 from __future__ import annotations
 
@@ -23,6 +24,24 @@ def demo_ws(tmp_path_factory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("home")).ensure()
     build_demo(ws)
     return ws
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    """A home folder of this test's own, with $HOME pointing at it.
+
+    The UI writes paths under the home folder as `~/...`, so a workspace placed in it (see
+    `workspace_in`) reads the same on every machine, whatever TMPDIR is and however many test runs go
+    at once: what snapshot tests need."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def workspace_in(home: Path) -> Path:
+    """Where a workspace goes in `home`: the default place on Linux, so screens read as a user's do."""
+    return home / ".local" / "share" / "tui-ft"
 
 
 @pytest.fixture()
