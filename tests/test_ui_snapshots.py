@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
-from tests.conftest import workspace_in
-from tui_ft.monitor.system import GpuStatus
+from tests.conftest import NO_GPU, workspace_in
 from tui_ft.ui.app import TuiFtApp
 from tui_ft.workspace import Workspace
 
@@ -23,7 +22,7 @@ class SnapshotApp(TuiFtApp):
     """The app with the machine-dependent GPU line fixed to what a machine without a GPU shows."""
 
     def _sample_gpu(self) -> None:
-        self.post_message(self.GpuSampled(GpuStatus(False, "no NVIDIA driver found", None, None, ())))
+        self.post_message(self.GpuSampled(NO_GPU))
 
 
 @pytest.fixture
