@@ -2,8 +2,9 @@
 
     scripts/screenshots            (or: .venv/bin/python screenshots/generate.py [--out DIR])
 
-The demo (model + sample data) is built in a temporary $TUI_FT_HOME; one file with mistakes is added
-to show the error list. Each shot waits until the screen's workers have reported (dataset checked,
+The demo (model + sample data) is built in a temporary home folder ($HOME points at it while the
+shots are taken), at the workspace's default place there, so the header shows
+`~/.local/share/tui-ft` whatever the machine; one file with mistakes is added to show the error list. Each shot waits until the screen's workers have reported (dataset checked,
 tokens rendered), so the pictures show finished screens, not "loading…".
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -102,7 +104,6 @@ async def shoot_runs(ws, out: Path) -> None:
     """The run list and the dashboard in each state, on real runs of the demo: finished (SFT, DPO),
     failed (the loss watchdog stopping a run whose loss went NaN), running, and crashed (its runner
     killed). System samples every second, so the short demo runs have a few."""
-    import os
     import signal
 
     from tui_ft.runs.registry import refresh
@@ -162,7 +163,8 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tui-ft-shots-") as tmp:
-        home = Path(tmp) / "tui-ft-home"
+        os.environ["HOME"] = tmp  # the header writes paths under the home folder as ~/...
+        home = Path(tmp) / ".local" / "share" / "tui-ft"
         ws = Workspace(home).ensure()
         build_demo(ws)
         good = [

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import tui_ft_command
+from tests.conftest import run_tui_ft, tui_ft_command, wait_for_status
 from tui_ft.engine.runner import execute
 from tui_ft.recipe import load_recipe
 from tui_ft.runs.prepare import create_run
@@ -34,27 +34,11 @@ COMMON = [
 ]
 
 
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [*tui_ft_command(), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def detach(env, *extra) -> str:
     sets = [a for s in [*COMMON, *extra] for a in ("--set", s)]
-    proc = cli(env, "train", "sft-lora", *sets, "--detach", "--json")
+    proc = run_tui_ft(env, "train", "sft-lora", *sets, "--detach", "--json")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)["id"]
-
-
-def wait_for(run, predicate, timeout=300, poll=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = refresh(run)
-        if status is not None and predicate(status):
-            return status
-        time.sleep(poll)
-    raise AssertionError(f"timed out; last status {refresh(run)}; log:\n{run.log_file.read_text()[-2000:]}")
 
 
 def train_losses(run) -> dict[int, float]:
@@ -91,26 +75,26 @@ def test_detached_run_survives_its_shell_exiting_and_sighup(cli_env, demo_ws):
     while not (id_file.exists() and id_file.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.1)
     run = find_run(demo_ws, json.loads(id_file.read_text())["id"])
-    wait_for(run, lambda s: s.state == "running")
+    wait_for_status(run, lambda s: s.state == "running")
     os.killpg(shell.pid, signal.SIGHUP)  # the terminal goes away: its shell and process group get SIGHUP
     shell.wait(timeout=10)
-    status = wait_for(run, lambda s: s.is_final)
+    status = wait_for_status(run, lambda s: s.is_final)
     assert status.state == "completed" and status.step == STEPS
     assert (run.final / "adapter_config.json").exists()
 
 
 def test_stop_then_resume_matches_an_uninterrupted_run(cli_env, demo_ws, uninterrupted):
     run = find_run(demo_ws, detach(cli_env))
-    wait_for(run, lambda s: s.state == "running" and s.step >= 3, poll=0.01)
+    wait_for_status(run, lambda s: s.state == "running" and s.step >= 3, poll=0.01)
     request_stop(run)  # what `tui-ft stop` does, without a process start between step and request
-    status = wait_for(run, lambda s: s.is_final)
+    status = wait_for_status(run, lambda s: s.is_final)
     assert status.state == "stopped"
     step = status.step
     assert 3 <= step < STEPS
     # a graceful stop leaves a complete checkpoint at the step it stopped on
     assert (run.checkpoints / f"checkpoint-{step}" / "trainer_state.json").exists()
 
-    proc = cli(cli_env, "resume", run.id, "--json")
+    proc = run_tui_ft(cli_env, "resume", run.id, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["state"] == "completed"
     losses = train_losses(run)
@@ -122,15 +106,15 @@ def test_stop_then_resume_matches_an_uninterrupted_run(cli_env, demo_ws, uninter
 
 def test_kill_9_is_crashed_and_resume_completes(cli_env, demo_ws, uninterrupted):
     run = find_run(demo_ws, detach(cli_env))
-    status = wait_for(run, lambda s: s.state == "running" and s.step >= 6)
+    status = wait_for_status(run, lambda s: s.state == "running" and s.step >= 6)
     os.kill(status.pid, signal.SIGKILL)
-    status = wait_for(run, lambda s: s.is_final, timeout=30)
+    status = wait_for_status(run, lambda s: s.is_final, timeout=30)
     assert status.state == "crashed"
     assert "resume" in status.error["hint"]
-    listed = json.loads(cli(cli_env, "runs", "--json").stdout)
+    listed = json.loads(run_tui_ft(cli_env, "runs", "--json").stdout)
     assert next(r for r in listed if r["id"] == run.id)["state"] == "crashed"
 
-    proc = cli(cli_env, "resume", run.id, "--json")
+    proc = run_tui_ft(cli_env, "resume", run.id, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["state"] == "completed"
     losses = train_losses(run)
@@ -140,13 +124,13 @@ def test_kill_9_is_crashed_and_resume_completes(cli_env, demo_ws, uninterrupted)
 
 def test_two_runs_on_one_device_run_one_after_the_other(cli_env, demo_ws):
     first = find_run(demo_ws, detach(cli_env, "training.max_steps=100000"))  # runs until stopped
-    wait_for(first, lambda s: s.state == "running")
+    wait_for_status(first, lambda s: s.state == "running")
     second = find_run(demo_ws, detach(cli_env))
-    assert wait_for(second, lambda s: s.state == "queued" or s.is_final).state == "queued"
+    assert wait_for_status(second, lambda s: s.state == "queued" or s.is_final).state == "queued"
     assert refresh(first).state == "running"
-    assert cli(cli_env, "stop", first.id).returncode == 0
-    a = wait_for(first, lambda s: s.is_final)
-    b = wait_for(second, lambda s: s.is_final)
+    assert run_tui_ft(cli_env, "stop", first.id).returncode == 0
+    a = wait_for_status(first, lambda s: s.is_final)
+    b = wait_for_status(second, lambda s: s.is_final)
     assert a.state == "stopped" and b.state == "completed"
     events = read_events(second.events_file)[0]
     started = next(e["t"] for e in events if e["type"] == "start")
@@ -156,14 +140,14 @@ def test_two_runs_on_one_device_run_one_after_the_other(cli_env, demo_ws):
 
 def test_stop_a_queued_run_leaves_the_queue(cli_env, demo_ws):
     first = find_run(demo_ws, detach(cli_env, "training.max_steps=100000"))
-    wait_for(first, lambda s: s.state == "running")
+    wait_for_status(first, lambda s: s.state == "running")
     second = find_run(demo_ws, detach(cli_env))
-    wait_for(second, lambda s: s.state == "queued")
-    assert cli(cli_env, "stop", second.id).returncode == 0
-    assert wait_for(second, lambda s: s.is_final, timeout=30).state == "stopped"
+    wait_for_status(second, lambda s: s.state == "queued")
+    assert run_tui_ft(cli_env, "stop", second.id).returncode == 0
+    assert wait_for_status(second, lambda s: s.is_final, timeout=30).state == "stopped"
     assert not (second.path / "checkpoints").exists(), "a run stopped in the queue never trained"
-    assert cli(cli_env, "stop", first.id, "--now").returncode == 0
-    assert wait_for(first, lambda s: s.is_final, timeout=30).state == "stopped"
+    assert run_tui_ft(cli_env, "stop", first.id, "--now").returncode == 0
+    assert wait_for_status(first, lambda s: s.is_final, timeout=30).state == "stopped"
 
 
 def test_ddp_two_processes_through_accelerate(cli_env, demo_ws):
@@ -171,7 +155,7 @@ def test_ddp_two_processes_through_accelerate(cli_env, demo_ws):
         demo_ws,
         detach(cli_env, "launcher.type=accelerate", "launcher.num_processes=2", "launcher.config=ddp"),
     )
-    status = wait_for(run, lambda s: s.is_final, timeout=600)
+    status = wait_for_status(run, lambda s: s.is_final, timeout=600)
     assert status.state == "completed", (status.error, run.log_file.read_text()[-3000:])
     events = read_events(run.events_file)[0]
     config = next(e for e in events if e["type"] == "config")
@@ -187,7 +171,7 @@ def test_ddp_two_processes_through_accelerate(cli_env, demo_ws):
 def test_unknown_run_id_exits_2_with_closest(cli_env, demo_ws):
     run = find_run(demo_ws, "last")
     wrong = run.id[:-2] + "zz"
-    proc = cli(cli_env, "stop", wrong)
+    proc = run_tui_ft(cli_env, "stop", wrong)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "closest:" in proc.stderr and run.id[:8] in proc.stderr
 

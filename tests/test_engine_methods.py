@@ -4,14 +4,12 @@ through TRL; their metrics reach the events; bad input stops before a model load
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
-import time
 
 import pytest
 
-from tests.conftest import tui_ft_command
-from tui_ft.engine.runner import build_trainer, execute
+from tests.conftest import run_tui_ft, train_recipe, wait_for_status
+from tui_ft.engine.runner import build_trainer
 from tui_ft.errors import RecipeError
 from tui_ft.recipe import load_recipe
 from tui_ft.runs.prepare import create_run
@@ -19,17 +17,6 @@ from tui_ft.runs.registry import find_run, refresh
 from tui_ft.runs.rundir import Status, read_events
 
 pytestmark = pytest.mark.slow
-
-
-def run_recipe(ws, name, *overrides, expect=0):
-    loaded = load_recipe(name, ["training.logging_steps=1", *overrides], cache_dir=ws.cache)
-    run = create_run(loaded, ws)
-    code = execute(run.path)
-    status = run.read_status()
-    if expect == 0:
-        assert code == 0, (status.error, run.log_file.read_text()[-3000:])
-        assert status.state == "completed"
-    return run, status
 
 
 def events_of(run, kind):
@@ -43,7 +30,7 @@ _TRAINED: dict[str, tuple] = {}
 def reward_run(ws):
     """The shipped reward recipe as shipped (40 steps, 20% of the pairs held out); trained once."""
     if "reward" not in _TRAINED:
-        _TRAINED["reward"] = run_recipe(ws, "reward-lora")
+        _TRAINED["reward"] = train_recipe(ws, "reward-lora")
     return _TRAINED["reward"]
 
 
@@ -51,7 +38,7 @@ def reward_run(ws):
 
 
 def test_dpo_reward_margin_grows_on_its_training_pairs(demo_ws):
-    run, status = run_recipe(demo_ws, "dpo-lora", "training.max_steps=12", "training.eval_strategy=no")
+    run, status = train_recipe(demo_ws, "dpo-lora", "training.max_steps=12", "training.eval_strategy=no")
     train = events_of(run, "train")
     margins = [e["rewards/margins"] for e in train if "rewards/margins" in e]
     assert len(margins) == 12
@@ -91,7 +78,7 @@ def test_dpo_with_an_adapter_keeps_one_base_copy_and_full_dpo_a_frozen_reference
 
 @pytest.mark.parametrize("loss_type", ["ipo", "hinge"])
 def test_dpo_other_loss_types_train(demo_ws, loss_type):
-    run, _ = run_recipe(
+    run, _ = train_recipe(
         demo_ws,
         "dpo-lora",
         "training.max_steps=3",
@@ -108,7 +95,7 @@ def test_dpo_other_loss_types_train(demo_ws, loss_type):
 
 
 def test_orpo_trains_and_logs_its_odds_ratio(demo_ws):
-    run, _ = run_recipe(demo_ws, "orpo-lora", "training.max_steps=6", "training.eval_strategy=no")
+    run, _ = train_recipe(demo_ws, "orpo-lora", "training.max_steps=6", "training.eval_strategy=no")
     train = events_of(run, "train")
     assert len([e for e in train if "loss" in e]) == 6
     assert any("log_odds_ratio" in e for e in train), train[-1]
@@ -117,7 +104,7 @@ def test_orpo_trains_and_logs_its_odds_ratio(demo_ws):
 
 @pytest.mark.parametrize("data", ["kto.jsonl", "preferences.jsonl"])
 def test_kto_trains_on_unpaired_data_and_on_pairs_made_unpaired(demo_ws, data):
-    run, _ = run_recipe(
+    run, _ = train_recipe(
         demo_ws,
         "kto-lora",
         "training.max_steps=4",
@@ -133,7 +120,7 @@ def test_kto_trains_on_unpaired_data_and_on_pairs_made_unpaired(demo_ws, data):
 
 
 def test_kto_refuses_a_batch_of_one(demo_ws):
-    run, status = run_recipe(
+    run, status = train_recipe(
         demo_ws, "kto-lora", "training.max_steps=2", "training.per_device_train_batch_size=1", expect=2
     )
     assert status.state == "failed"
@@ -149,7 +136,9 @@ def test_reward_model_separates_the_sample_pairs(demo_ws, cli_env):
     run, status = reward_run(demo_ws)
     evals = events_of(run, "eval")
     assert evals and evals[-1]["eval_accuracy"] > 0.9, evals[-1]
-    shown = json.loads(cli(cli_env, "runs", "reward-lora", "--json").stdout)  # a recipe name: its newest run
+    shown = json.loads(
+        run_tui_ft(cli_env, "runs", "reward-lora", "--json").stdout
+    )  # a recipe name: its newest run
     assert shown["id"] == run.id and shown["metrics"]["eval_accuracy"] == evals[-1]["eval_accuracy"]
     assert evals[-1]["eval_margin"] > 0
     assert "eval_perplexity" not in evals[-1]  # a reward loss is not a language-model loss
@@ -167,7 +156,7 @@ def test_reward_model_separates_the_sample_pairs(demo_ws, cli_env):
 
 
 def test_reward_model_trains_on_ranked_responses(demo_ws):
-    run, _ = run_recipe(
+    run, _ = train_recipe(
         demo_ws,
         "reward-lora",
         "data.train=ranking.jsonl",
@@ -203,7 +192,7 @@ def test_ranking_expands_to_the_right_number_of_pairs(demo_ws):
 
 def test_grpo_with_the_reward_model_from_a_reward_run(demo_ws):
     reward, _ = reward_run(demo_ws)
-    run, status = run_recipe(
+    run, status = train_recipe(
         demo_ws,
         "grpo-lora",
         "training.max_steps=3",
@@ -219,7 +208,7 @@ def test_grpo_with_the_reward_model_from_a_reward_run(demo_ws):
 
 
 def test_rloo_with_python_reward_functions(demo_ws):
-    run, _ = run_recipe(demo_ws, "rloo-lora", "training.max_steps=2")
+    run, _ = train_recipe(demo_ws, "rloo-lora", "training.max_steps=2")
     train = [e for e in events_of(run, "train") if "reward" in e]
     assert len(train) == 2
     assert {"rewards/polite/mean", "rewards/one_sentence/mean", "kl"} <= set(train[-1])
@@ -234,7 +223,7 @@ def test_a_reward_function_that_raises_fails_the_run_with_its_error(demo_ws, tmp
             """
         )
     )
-    run, status = run_recipe(
+    run, status = train_recipe(
         demo_ws,
         "grpo-lora",
         "training.max_steps=2",
@@ -250,12 +239,8 @@ def test_a_reward_function_that_raises_fails_the_run_with_its_error(demo_ws, tmp
 # --- bad input: exit 2 before any model loads ----------------------------------------------------
 
 
-def cli(env, *args):
-    return subprocess.run([*tui_ft_command(), *args], env=env, capture_output=True, text=True, timeout=120)
-
-
 def test_chat_data_given_to_dpo_names_both_formats(cli_env):
-    proc = cli(cli_env, "train", "dpo-lora", "--set", "data.train=chat.jsonl")
+    proc = run_tui_ft(cli_env, "train", "dpo-lora", "--set", "data.train=chat.jsonl")
     assert proc.returncode == 2, proc.stderr
     assert "chat.jsonl" in proc.stderr
     assert "format messages" in proc.stderr and "method dpo needs one of preference" in proc.stderr
@@ -263,13 +248,13 @@ def test_chat_data_given_to_dpo_names_both_formats(cli_env):
 
 
 def test_preference_data_given_to_sft_names_both_formats(cli_env):
-    proc = cli(cli_env, "train", "sft-lora", "--set", "data.train=preferences.jsonl")
+    proc = run_tui_ft(cli_env, "train", "sft-lora", "--set", "data.train=preferences.jsonl")
     assert proc.returncode == 2, proc.stderr
     assert "format preference" in proc.stderr and "method sft needs one of" in proc.stderr
 
 
 def test_a_generation_model_as_reward_model_is_refused(cli_env):
-    proc = cli(cli_env, "train", "grpo-lora", "--set", "rewards.models=[demo-tiny]")
+    proc = run_tui_ft(cli_env, "train", "grpo-lora", "--set", "rewards.models=[demo-tiny]")
     assert proc.returncode == 2, proc.stderr
     assert "rewards.models" in proc.stderr and "not a reward model" in proc.stderr
     assert "LlamaForCausalLM" in proc.stderr
@@ -284,7 +269,7 @@ def test_a_generation_model_as_reward_model_is_refused(cli_env):
     ],
 )
 def test_bad_reward_function_references_exit_2(cli_env, override, message):
-    proc = cli(cli_env, "train", "grpo-lora", "--set", override)
+    proc = run_tui_ft(cli_env, "train", "grpo-lora", "--set", override)
     assert proc.returncode == 2, proc.stderr
     assert "rewards.functions" in proc.stderr and message in proc.stderr
 
@@ -299,16 +284,6 @@ def test_rl_recipe_without_rewards_and_sft_recipe_with_them_are_refused(demo_ws)
 # --- background: stop and resume work for these methods as for SFT -----------------------------------
 
 
-def _wait(run, predicate, timeout=300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = refresh(run)
-        if status is not None and predicate(status):
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"timed out; {refresh(run)}; log:\n{run.log_file.read_text()[-2000:]}")
-
-
 @pytest.mark.parametrize("recipe", ["dpo-lora", "grpo-lora"])
 def test_detach_stop_and_resume(cli_env, demo_ws, recipe):
     steps = 12
@@ -319,17 +294,19 @@ def test_detach_stop_and_resume(cli_env, demo_ws, recipe):
         "training.eval_strategy=no",
         "data.eval_split=0",
     ]
-    proc = cli(cli_env, "train", recipe, *[a for s in sets for a in ("--set", s)], "--detach", "--json")
+    proc = run_tui_ft(
+        cli_env, "train", recipe, *[a for s in sets for a in ("--set", s)], "--detach", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     run = find_run(demo_ws, json.loads(proc.stdout)["id"])
-    _wait(run, lambda s: s.last_checkpoint is not None and s.state == "running")
-    stop = cli(cli_env, "stop", run.id, "--json")
+    wait_for_status(run, lambda s: s.last_checkpoint is not None and s.state == "running")
+    stop = run_tui_ft(cli_env, "stop", run.id, "--json")
     assert stop.returncode == 0, stop.stderr
-    stopped = _wait(run, lambda s: s.state in ("stopped", "completed", "failed"))
+    stopped = wait_for_status(run, lambda s: s.state in ("stopped", "completed", "failed"))
     assert stopped.state == "stopped", stopped.error
     at = stopped.step
     assert at < steps
-    resumed = cli(cli_env, "resume", run.id)
+    resumed = run_tui_ft(cli_env, "resume", run.id)
     assert resumed.returncode == 0, resumed.stderr
     final = refresh(run)
     assert final.state == "completed" and final.step == steps
@@ -343,7 +320,7 @@ def test_detach_stop_and_resume(cli_env, demo_ws, recipe):
 
 
 def test_a_nan_loss_stops_the_run_as_failed_nan_and_keeps_earlier_checkpoints(demo_ws):
-    run, status = run_recipe(
+    run, status = train_recipe(
         demo_ws,
         "sft-lora",
         "training.max_steps=20",
@@ -365,7 +342,7 @@ def test_a_nan_loss_stops_the_run_as_failed_nan_and_keeps_earlier_checkpoints(de
 
 
 def test_the_watchdog_can_be_told_only_to_warn(demo_ws):
-    run, status = run_recipe(
+    run, status = train_recipe(
         demo_ws,
         "sft-lora",
         "training.max_steps=4",

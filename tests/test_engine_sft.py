@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from tui_ft.engine.runner import execute
+from tests.conftest import train_recipe
 from tui_ft.recipe import load_recipe
-from tui_ft.runs.prepare import create_run
 from tui_ft.runs.rundir import read_events
 
 pytestmark = pytest.mark.slow
@@ -23,22 +22,7 @@ def train_events(run):
 
 
 def run_recipe(ws, name, *overrides):
-    loaded = load_recipe(
-        name,
-        [
-            f"training.max_steps={STEPS}",
-            "training.logging_steps=1",
-            f"training.save_steps={STEPS}",
-            *overrides,
-        ],
-        cache_dir=ws.cache,
-    )
-    run = create_run(loaded, ws)
-    code = execute(run.path)
-    status = run.read_status()
-    assert code == 0, (status.error, run.log_file.read_text()[-3000:])
-    assert status.state == "completed"
-    return run, status
+    return train_recipe(ws, name, f"training.max_steps={STEPS}", f"training.save_steps={STEPS}", *overrides)
 
 
 # Extra overrides per recipe; QLoRA evaluates every 4 steps and keeps each checkpoint, so the same

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shutil
 import subprocess
 import sys
 import types
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tests.conftest import NO_NVIDIA
 from tui_ft.monitor.system import (
     PACKAGES,
     GpuSample,
@@ -24,8 +24,6 @@ from tui_ft.monitor.system import (
     sample_system,
     sysinfo,
 )
-
-NO_NVIDIA = shutil.which("nvidia-smi") is None
 
 
 def test_importing_monitor_and_error_translation_does_not_import_torch() -> None:

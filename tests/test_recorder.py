@@ -3,16 +3,14 @@ never raising into training."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
+from tests.conftest import NO_NVIDIA
 from tui_ft.monitor.recorder import SystemRecorder
 from tui_ft.runs.history import RunHistory
 from tui_ft.runs.rundir import EventWriter, RunDir, read_events
-
-NO_NVIDIA = shutil.which("nvidia-smi") is None
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:

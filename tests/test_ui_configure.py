@@ -9,6 +9,7 @@ import pytest
 from textual.app import App
 from textual.widgets import Input, Select, Static
 
+from tests.conftest import until
 from tui_ft.recipe import AdapterSpec, DataSpec, ModelSpec, find_recipe, load_recipe, saved_recipes_dir
 from tui_ft.ui.screens.configure import ConfigureScreen, recipe_choices
 from tui_ft.ui.widgets.recipe_form import ADAPTER_FIELDS, FieldRow, RecipeForm
@@ -35,14 +36,6 @@ def ws(demo_ws):
 
     training_fields("sft", cache_dir=demo_ws.cache)  # the form reads TRL's field table from this cache
     return demo_ws
-
-
-async def wait_for(pilot, condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        await pilot.pause(0.05)
 
 
 async def edit(pilot, widget_id: str, text: str) -> None:
@@ -98,22 +91,20 @@ def test_pick_edit_and_see_estimate_and_command_at_80x24(ws):
         app = ConfigApp(ws)
         async with app.run_test(size=(80, 24)) as pilot:
             screen = screen_of(app)
-            await wait_for(pilot, lambda: screen.last_estimate is not None)
+            await until(pilot, lambda: screen.last_estimate is not None)
             assert command_text(app) == "$ tui-ft train sft-lora"
             # pick sft-qlora with the keyboard
             labels = [label for label, _ in recipe_choices(ws)]
             steps = labels.index("sft-qlora") - labels.index("sft-lora")
             await pilot.press("ctrl+o", "enter")
             await pilot.press(*["down" if steps > 0 else "up"] * abs(steps), "enter")
-            await wait_for(pilot, lambda: screen.source == find_recipe("sft-qlora"))
-            await wait_for(pilot, lambda: screen.last_estimate and "4bit" in screen.last_estimate.dtype)
+            await until(pilot, lambda: screen.source == find_recipe("sft-qlora"))
+            await until(pilot, lambda: screen.last_estimate and "4bit" in screen.last_estimate.dtype)
             before = screen.last_estimate
             await edit(pilot, "f-adapter--r", "8")
-            await wait_for(pilot, lambda: "--set adapter.r=8" in command_text(app))
+            await until(pilot, lambda: "--set adapter.r=8" in command_text(app))
             assert command_text(app) == "$ tui-ft train sft-qlora --set adapter.r=8"
-            await wait_for(
-                pilot, lambda: screen.last_estimate.trainable_params * 2 == before.trainable_params
-            )
+            await until(pilot, lambda: screen.last_estimate.trainable_params * 2 == before.trainable_params)
             shown = rich_text(screen.query_one("#estimate", Static).content)
             assert "total" in shown and "KiB" in shown
 
@@ -127,7 +118,7 @@ def test_invalid_value_shows_the_schema_message_under_the_field(ws):
             await pilot.pause()
             await edit(pilot, "f-adapter--r", "0")
             form = app.screen.query_one(RecipeForm)
-            await wait_for(pilot, lambda: form.error is not None)
+            await until(pilot, lambda: form.error is not None)
             with pytest.raises(Exception) as cli:
                 load_recipe("sft-lora", ["adapter.r=0"], cache_dir=ws.cache)
             shown = str(app.screen.query_one("#err-f-adapter--r", Static).render())
@@ -156,7 +147,7 @@ def test_adapter_type_shows_only_its_fields(ws):
             select.focus()
             await pilot.press("enter")
             await pilot.press(*"freeze", "enter")
-            await wait_for(pilot, lambda: select.value == "freeze")
+            await until(pilot, lambda: select.value == "freeze")
             await pilot.pause()
             assert rows["adapter.r"].has_class("-hidden")
             assert not rows["adapter.trainable_layers"].has_class("-hidden")
@@ -172,7 +163,7 @@ def test_save_writes_a_recipe_load_recipe_accepts(ws):
             await pilot.pause()
             await edit(pilot, "f-training--learning_rate", "0.0005")
             form = app.screen.query_one(RecipeForm)
-            await wait_for(
+            await until(
                 pilot, lambda: form.recipe is not None and form.recipe.training["learning_rate"] == 5e-4
             )
             expected = form.recipe.model_copy(update={"name": "my-lora"})
@@ -182,7 +173,7 @@ def test_save_writes_a_recipe_load_recipe_accepts(ws):
             name.action_select_all()
             await pilot.press("backspace", *"my-lora", "enter")
             path = saved_recipes_dir(ws) / "my-lora.yaml"
-            await wait_for(pilot, lambda: path.exists() and screen_of(app).source == path)
+            await until(pilot, lambda: path.exists() and screen_of(app).source == path)
             loaded = load_recipe(path, cache_dir=ws.cache)
             assert loaded.recipe == expected
             assert command_text(app) == "$ tui-ft train my-lora"
@@ -200,9 +191,9 @@ def test_launch_creates_a_run_and_opens_it(ws, monkeypatch):
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             await edit(pilot, "f-training--max_steps", "2")
-            await wait_for(pilot, lambda: "--set training.max_steps=2" in command_text(app))
+            await until(pilot, lambda: "--set training.max_steps=2" in command_text(app))
             await pilot.press("ctrl+l")
-            await wait_for(pilot, lambda: app.opened, timeout=30)
+            await until(pilot, lambda: app.opened, timeout=30)
             return app.opened[0]
 
     run_id = asyncio.run(go())
@@ -226,9 +217,9 @@ def test_configure_through_the_app_shell(ws):
     async def go():
         app = TuiFtApp(ws, start_mode="configure")
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfigureScreen))
+            await until(pilot, lambda: isinstance(app.screen, ConfigureScreen))
             screen = app.screen
-            await wait_for(pilot, lambda: screen.last_estimate is not None)
+            await until(pilot, lambda: screen.last_estimate is not None)
             assert screen.query_one(RecipeForm).recipe is not None
 
     asyncio.run(go())
@@ -237,7 +228,7 @@ def test_configure_through_the_app_shell(ws):
 def test_snapshot_80x24(ws, snap_compare):
     async def settle(pilot):
         screen = pilot.app.screen
-        await wait_for(pilot, lambda: getattr(screen, "last_estimate", None) is not None)
+        await until(pilot, lambda: getattr(screen, "last_estimate", None) is not None)
         await pilot.pause()
 
     assert snap_compare(ConfigApp(ws), terminal_size=(80, 24), run_before=settle)

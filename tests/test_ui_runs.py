@@ -1,8 +1,8 @@
 """The Runs screen: the run list and the dashboard, on run directories recorded with the runner's own
 writers (`EventWriter`, status.json), on a run a thread keeps appending to, and on real detached demo runs.
 
-Snapshots (80x24, fixed times, a fixed clock and the no-GPU header line) of each state: finished,
-running, crashed, failed out of memory. Regenerate after a deliberate change with
+Snapshots (80x24, fixed times, a fixed clock, the workspace in the test's home folder and the no-GPU
+header line) of each state: finished, running, crashed, failed out of memory. Regenerate after a deliberate change with
 `pytest tests/test_ui_runs.py --snapshot-update`, then look at the SVGs.
 """
 
@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
-from tests.conftest import tui_ft_command
+from tests.conftest import tui_ft_command, workspace_in
 from tui_ft.engine.errors import OOM_HINT
 from tui_ft.monitor.system import GpuStatus
 from tui_ft.runs.rundir import EventWriter, RunDir, Status, write_json_atomic
@@ -35,7 +32,6 @@ from tui_ft.workspace import Workspace
 pytestmark = pytest.mark.anyio
 SIZE = (80, 24)
 T0 = 1795300000.0  # a fixed start time for recorded runs
-FIXED_ROOT = Path(tempfile.gettempdir()) / "tui-ft-runs-snapshot-workspace"
 
 
 @pytest.fixture
@@ -547,14 +543,9 @@ async def test_real_demo_run_completes_and_a_long_one_stops(demo_ws, cli_env, tm
 
 
 @pytest.fixture
-def snapshot_ws(tmp_path) -> Workspace:
-    root = tmp_path / "home"
-    Workspace(root).ensure()
-    if FIXED_ROOT.is_symlink() or FIXED_ROOT.exists():
-        FIXED_ROOT.unlink()
-    os.symlink(root, FIXED_ROOT)
-    yield Workspace(FIXED_ROOT)
-    FIXED_ROOT.unlink()
+def snapshot_ws(home) -> Workspace:
+    """A fresh workspace in the test's home folder, so the header shows it as ~/... on every machine."""
+    return Workspace(workspace_in(home)).ensure()
 
 
 class FixedClockRuns(RunsScreen):

@@ -1,41 +1,37 @@
 """Snapshots of the shell and the Datasets screen at 80x24 (Textual is pinned; cursor blink off).
 
-The workspace is reached through a symlink at a fixed path, and the GPU summary is fixed to the
-no-GPU answer, so the header reads the same on every machine. Regenerate after a deliberate change:
+The workspace sits in the test's own home folder ($HOME points there; the header writes it as
+`~/.local/share/tui-ft`), and the GPU summary is fixed to the no-GPU answer, so the header reads the
+same on every machine, with any TMPDIR, and in parallel runs. Regenerate after a deliberate change:
 `pytest tests/test_ui_snapshots.py --snapshot-update`, then look at the SVGs before committing them.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
 from textual.widgets import Input
 
-from tui_ft.monitor.system import GpuStatus
+from tests.conftest import NO_GPU, workspace_in
 from tui_ft.ui.app import TuiFtApp
 from tui_ft.workspace import Workspace
 
 SIZE = (80, 24)
-FIXED_ROOT = Path(tempfile.gettempdir()) / "tui-ft-snapshot-workspace"
 
 
 class SnapshotApp(TuiFtApp):
     """The app with the machine-dependent GPU line fixed to what a machine without a GPU shows."""
 
     def _sample_gpu(self) -> None:
-        self.post_message(self.GpuSampled(GpuStatus(False, "no NVIDIA driver found", None, None, ())))
+        self.post_message(self.GpuSampled(NO_GPU))
 
 
 @pytest.fixture
-def snapshot_ws(demo_ws) -> Workspace:
-    if FIXED_ROOT.is_symlink() or FIXED_ROOT.exists():
-        FIXED_ROOT.unlink()
-    os.symlink(demo_ws.root, FIXED_ROOT)
-    yield Workspace(FIXED_ROOT)
-    FIXED_ROOT.unlink()
+def snapshot_ws(demo_ws, home) -> Workspace:
+    """The session's demo workspace, reached from the test's home folder (a link: the demo is built once)."""
+    root = workspace_in(home)
+    root.parent.mkdir(parents=True)
+    root.symlink_to(demo_ws.root)
+    return Workspace(root)
 
 
 async def _settle(pilot) -> None:

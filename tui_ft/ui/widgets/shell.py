@@ -38,11 +38,12 @@ def gpu_summary(status: GpuStatus | None) -> str:
 
 
 def short_path(path: Path) -> str:
-    """`path` with the home directory written as ~."""
+    """`path` with the home directory written as ~ (as shells do), so the header stays short."""
     try:
-        return "~/" + str(path.relative_to(Path.home()))
+        inside = path.relative_to(Path.home())
     except ValueError:
         return str(path)
+    return "~" if inside == Path(".") else f"~/{inside}"
 
 
 class ShellHeader(Vertical):
