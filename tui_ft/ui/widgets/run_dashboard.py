@@ -401,13 +401,10 @@ class RunDashboard(Vertical):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The next refresh is scheduled when the last one ended, whether it was handled or it failed
         (its messages, posted before it ended, have been handled by now)."""
-        if event.worker is not self._refresh_worker or event.state not in (
-            WorkerState.SUCCESS,
-            WorkerState.ERROR,
-        ):
-            return
-        self._refresh_worker = None
-        self._run_timer = self.set_timer(self._next_poll_s, self._poll_run)
+        ended = event.state in (WorkerState.SUCCESS, WorkerState.ERROR)  # cancelled: closed or superseded
+        if event.worker is self._refresh_worker and ended:
+            self._refresh_worker = None
+            self._run_timer = self.set_timer(self._next_poll_s, self._poll_run)
 
     @on(Unreadable)
     def _on_unreadable(self, message: Unreadable) -> None:

@@ -109,13 +109,10 @@ class RunList(Vertical):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The next read is scheduled when the last one ended, whether it was handled or it failed."""
-        if event.worker is not self._poll_worker or event.state not in (
-            WorkerState.SUCCESS,
-            WorkerState.ERROR,
-        ):
-            return
-        self._poll_worker = None
-        self.set_timer(LIST_POLL_S if self.display else LIST_POLL_BEHIND_S, self._poll)
+        ended = event.state in (WorkerState.SUCCESS, WorkerState.ERROR)  # cancelled: closed or superseded
+        if event.worker is self._poll_worker and ended:
+            self._poll_worker = None
+            self.set_timer(LIST_POLL_S if self.display else LIST_POLL_BEHIND_S, self._poll)
 
     @on(Listed)
     def _on_listed(self, message: Listed) -> None:
