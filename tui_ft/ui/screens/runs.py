@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer
 
 from tui_ft.errors import UserError
-from tui_ft.runs.history import RunHistory
+from tui_ft.runs.history import RunHistory, RunRow
 from tui_ft.ui.screens.run_dialogs import ExportDialog, OverlayDialog
 from tui_ft.ui.widgets.run_dashboard import RunDashboard, Snapshot
 from tui_ft.ui.widgets.run_format import ALERT_SEVERITY
@@ -83,7 +83,8 @@ class RunsScreen(Screen):
     # --- what the list and the dashboard show (tests and benchmarks read these) --------------------
 
     @property
-    def rows(self):
+    def rows(self) -> list[RunRow]:
+        """The runs as the list last read them."""
         return self.run_list.rows
 
     @property
@@ -163,7 +164,7 @@ class RunsScreen(Screen):
             return
         await self.dashboard.open(run_id)
         self.query_one("#runs-switcher", ContentSwitcher).current = "runs-dashboard"
-        self.dashboard.show_charts()
+        self.dashboard.start()
 
     async def overlay(self, run_ids: list[str], run_id: str | None = None) -> None:
         """Draw the loss curves of `run_ids` in one chart (the Compare tab), following them live."""

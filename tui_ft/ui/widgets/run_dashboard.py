@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -320,7 +321,7 @@ class RunDashboard(Vertical):
     # --- opening and closing -------------------------------------------------------------------------
 
     async def open(self, run_id: str) -> None:
-        """Show run `run_id` (an existing run directory): reading its history starts on a worker."""
+        """Show run `run_id` (an existing run directory), empty until `start` has read it."""
         self.close()
         self.run_id = run_id
         self.history = RunHistory(RunDir(self._runs_dir / run_id), log_lines=LOG_LINES)
@@ -339,8 +340,8 @@ class RunDashboard(Vertical):
         self.query_one("#dash-alert", Static).display = False
         self.query_one("#dash-gpu-note", Static).update("")
 
-    def show_charts(self) -> None:
-        """The Charts tab, with the keyboard on the tabs; then the first refresh."""
+    def start(self) -> None:
+        """Show the Charts tab with the keyboard on the tabs, and start following the run (on a worker)."""
         tabs = self.query_one("#dash-tabs", TabbedContent)
         tabs.active = "tab-charts"
         tabs.query_one("Tabs").focus()
@@ -357,7 +358,7 @@ class RunDashboard(Vertical):
         self.run_id = None
 
     @property
-    def _runs_dir(self):
+    def _runs_dir(self) -> Path:
         return self.app.workspace.runs  # type: ignore[attr-defined]
 
     # --- refreshing ----------------------------------------------------------------------------------
@@ -427,10 +428,10 @@ class RunDashboard(Vertical):
             self.post_message(self.Alert(key, result.alert, ALERT_SEVERITY.get(status.state, "warning")))
         if not first:  # alarms already in the history on opening are shown, not rung
             for event in result.watchdog:
-                text = f"run {run_id} step {event.get('step')}: {event.get('text') or event.get('problem')}"
+                alarm = f"run {run_id} step {event.get('step')}: {event.get('text') or event.get('problem')}"
                 severity = "error" if event.get("action") == "stop" else "warning"
                 self.post_message(
-                    self.Alert((run_id, "watchdog", event.get("t")), text, severity, "Watchdog")
+                    self.Alert((run_id, "watchdog", event.get("t")), alarm, severity, "Watchdog")
                 )
         self._show("#dash-title", title_line(status, run_id), layout=False)  # one line: no re-layout
         self._show("#dash-progress", progress_line(snap.progress, status), layout=False)
@@ -473,7 +474,9 @@ class RunDashboard(Vertical):
             if chart is None:
                 chart = MetricChart(title, series, id=chart_id)
                 later = [
-                    c for c in grid.charts if order.index(c.id.removeprefix("chart-")) > order.index(group_id)
+                    c
+                    for c in grid.charts
+                    if order.index((c.id or "").removeprefix("chart-")) > order.index(group_id)
                 ]
                 await grid.add_chart(chart, before=grid.charts.index(later[0]) if later else None)
                 have[chart_id] = chart
