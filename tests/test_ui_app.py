@@ -131,3 +131,68 @@ async def test_configure_mode_gets_the_shell(demo_ws):
         await pilot.pause()
         assert app.current_mode == "configure"
         assert len(app.screen.query(ShellHeader)) == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# failed workers are told, never silent
+
+
+async def test_a_failed_worker_is_told_by_name_and_its_traceback_logged(tmp_path):
+    from tui_ft.errorlog import error_log
+    from tui_ft.workspace import Workspace
+
+    ws = Workspace(tmp_path / "home").ensure()
+    app = TuiFtApp(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+
+        def boom() -> None:
+            raise RuntimeError("the disk caught fire\nsecond line of the message")
+
+        def failed() -> list:
+            return [n for n in app._notifications if "failed" in str(n.title)]
+
+        # a worker deep in a screen: its end reaches the app all the same
+        header = app.screen.query_one(ShellHeader)
+        header.run_worker(boom, thread=True, description="testing a failure", exit_on_error=False)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if failed():
+                break
+        told = failed()
+        assert len(told) == 1 and told[0].title == "Testing a failure failed"
+        assert told[0].severity == "error"
+        assert told[0].message.startswith("RuntimeError: the disk caught fire\ndetails: ")
+        assert "Traceback" not in told[0].message and "second line" not in told[0].message
+        log = error_log(ws).read_text()
+        assert "testing a failure failed" in log and "Traceback (most recent call last)" in log
+        assert "RuntimeError: the disk caught fire" in log and "in boom" in log
+        # the same job failing the same way again (a poller) is not told twice
+        header.run_worker(boom, thread=True, description="testing a failure", exit_on_error=False)
+        await pilot.pause(0.3)
+        assert len(failed()) == 1
+
+
+async def test_gpu_poll_goes_on_after_a_sample_raised(tmp_path, monkeypatch):
+    from tui_ft.monitor.system import GpuSampler
+    from tui_ft.ui import app as app_module
+    from tui_ft.workspace import Workspace
+
+    sample = GpuSampler.sample
+    calls = []
+
+    def sample_failing_once(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("NVML went away")
+        return sample(self)
+
+    monkeypatch.setattr(GpuSampler, "sample", sample_failing_once)
+    monkeypatch.setattr(app_module, "GPU_POLL_S", 0.05)
+    app = TuiFtApp(Workspace(tmp_path / "home").ensure())
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if "checking" not in app.gpu_summary:
+                break
+        assert "checking" not in app.gpu_summary and len(calls) >= 2
+        assert any(n.title == "Sampling the GPUs failed" for n in app._notifications)

@@ -174,3 +174,33 @@ async def test_directory_tree_opens_a_file(demo_ws):
         await wait_for(pilot, lambda: screen.report is not None)
         assert screen.format is not None and screen.format.value == "ranking"
         assert screen.query_one("#ds-path", Input).value.endswith("ranking.jsonl")
+
+
+async def test_an_unexpected_open_error_is_shown_and_the_next_open_works(demo_ws, tmp_path, monkeypatch):
+    import shutil
+
+    from tui_ft.ui.screens import datasets
+    from tui_ft.workspace import Workspace
+
+    ws = Workspace(tmp_path / "home").ensure()
+    shutil.copy(demo_ws.data / "chat.jsonl", ws.data / "chat.jsonl")
+    open_dataset = datasets.open_dataset
+    calls = []
+
+    def open_failing_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the reader tripped")
+        return open_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "open_dataset", open_failing_once)
+    app = TuiFtApp(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        info = lambda: str(screen.query_one("#ds-info", Static).render())  # noqa: E731
+        screen.open("chat.jsonl")
+        await wait_for(pilot, lambda: "cannot open" in info())
+        assert "cannot open chat.jsonl: RuntimeError: the reader tripped" in info()
+        assert any(n.title == "Opening the dataset failed" for n in app._notifications)
+        screen = await open_by_typing(pilot, "chat.jsonl")
+        assert "400 rows" in info() and "no errors" in info()

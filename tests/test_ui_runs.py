@@ -450,6 +450,61 @@ async def test_open_in_chat_passes_the_model_to_chat_mode(ws):
 
 
 # ------------------------------------------------------------------------------------------------
+# a read that fails is told, and the next one comes all the same
+
+
+async def test_run_list_keeps_refreshing_after_a_read_raised(ws, monkeypatch):
+    from tui_ft.ui.widgets import run_list
+
+    record_run(ws, "20261122-080000-sft-lora")
+    rows = run_list.RunsIndex.rows
+    calls = []
+
+    def rows_failing_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("'<' not supported between instances of 'str' and 'int'")
+        return rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(run_list.RunsIndex, "rows", rows_failing_once)
+    monkeypatch.setattr(run_list, "LIST_POLL_S", 0.1)
+    app = RecordingApp(ws, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        await until(pilot, lambda: any("run list" in str(n.title) for n in notifications(app)))
+        told = [n for n in notifications(app) if "run list" in str(n.title)][0]
+        assert told.severity == "error" and "TypeError: '<' not supported" in told.message
+        record_run(ws, "20261122-090000-dpo-lora", method="dpo")  # a run added after the failure
+        await until(pilot, lambda: table.row_count == 2)
+        assert [str(k.value) for k in table.rows] == ["20261122-090000-dpo-lora", "20261122-080000-sft-lora"]
+
+
+async def test_dashboard_keeps_refreshing_after_a_refresh_raised(ws, monkeypatch):
+    from tui_ft.ui.widgets import run_dashboard
+
+    run = record_run(ws, "20261122-080000-sft-lora")
+    refresh = run_dashboard.RunHistory.refresh
+    calls = []
+
+    def refresh_failing_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("step must be an int")
+        return refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(run_dashboard.RunHistory, "refresh", refresh_failing_once)
+    monkeypatch.setattr(run_dashboard, "IDLE_RUN_POLL_S", 0.1)
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.refreshes >= 1)
+        assert "completed" in text_of(app, "#dash-title")
+        assert chart(app, "chart-loss").has_data()
+        told = [n for n in notifications(app) if "Reading the run failed" in str(n.title)]
+        assert told and told[0].message.startswith("TypeError: step must be an int")
+
+
+# ------------------------------------------------------------------------------------------------
 # a real detached demo run
 
 

@@ -19,7 +19,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Header
+from textual.worker import Worker, WorkerState
 
+from tui_ft.errorlog import describe, log_exception
 from tui_ft.monitor.system import GpuSampler, GpuStatus
 from tui_ft.ui.commands import TuiFtCommands
 from tui_ft.ui.screens.datasets import DatasetsScreen
@@ -28,6 +30,11 @@ from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
 from tui_ft.workspace import Workspace
 
 GPU_POLL_S = 5.0
+
+# Textual tells only the node that runs a worker how it ended. Bubbling that message up the DOM lets
+# one handler on the app (`TuiFtApp.on_worker_state_changed`) report every worker that failed,
+# wherever it runs; nodes that follow a worker of their own compare `event.worker` with it.
+Worker.StateChanged.bubble = True
 
 THEME = Theme(
     name="tui-ft",
@@ -75,6 +82,14 @@ def runs_screen() -> Screen:
     return with_shell(RunsScreen)()
 
 
+def job_name(worker: Worker) -> str:
+    """What a worker does, for people: its description (`@work(description=...)`), else its group
+    and method (Textual's own description of an undescribed worker is the call with its arguments)."""
+    if worker.description and not worker.description.startswith(f"{worker.name}("):
+        return worker.description
+    return f"{worker.group} ({worker.name})"
+
+
 class TuiFtApp(App[int]):
     """tui-ft: Datasets, Configure, Runs, Annotate and Chat over one workspace."""
 
@@ -119,15 +134,20 @@ class TuiFtApp(App[int]):
         self.start_run = start_run  # the run the Runs screen opens on (`tui-ft watch RUN`)
         self.gpu_status: GpuStatus | None = None
         self._gpu = GpuSampler()
+        self._gpu_worker: Worker | None = None  # the GPU sample in flight
+        self._failing: dict[tuple[str, str], str] = {}  # job -> its failure last reported
         self.register_theme(THEME)
         self.theme = THEME.name
 
     def on_mount(self) -> None:
-        self._sample_gpu()
+        self._poll_gpu()
 
-    # --- GPU summary (poll without overlap: the next sample is scheduled when one arrives) ----------
+    # --- GPU summary (poll without overlap: the next sample is scheduled when the last one ended) ----
 
-    @work(thread=True, exclusive=True, group="gpu", exit_on_error=False)
+    def _poll_gpu(self) -> None:
+        self._gpu_worker = self._sample_gpu()
+
+    @work(thread=True, exclusive=True, group="gpu", exit_on_error=False, description="sampling the GPUs")
     def _sample_gpu(self) -> None:
         self.post_message(self.GpuSampled(self._gpu.sample()))
 
@@ -135,7 +155,35 @@ class TuiFtApp(App[int]):
     def _on_gpu_sampled(self, message: GpuSampled) -> None:
         self.gpu_status = message.status
         self.gpu_summary = gpu_summary(message.status)
-        self.set_timer(GPU_POLL_S, self._sample_gpu)
+
+    # --- workers that end -----------------------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker's end, wherever it ran: a failure is told (once per job and failure, the
+        traceback in the workspace's error log), and the GPU poll goes on whether its sample came or not."""
+        worker = event.worker
+        if worker is self._gpu_worker and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            self._gpu_worker = None
+            self.set_timer(GPU_POLL_S, self._poll_gpu)
+        job = job_name(worker)
+        key = (job, worker.group)
+        if event.state == WorkerState.SUCCESS:
+            self._failing.pop(key, None)
+        if event.state != WorkerState.ERROR or worker.error is None:
+            return
+        sentence = describe(worker.error)
+        if self._failing.get(key) == sentence:  # a poller failing the same way again: told already
+            return
+        self._failing[key] = sentence
+        log = log_exception(self.workspace, worker.error, f"{job} failed")
+        details = f"\ndetails: {log}" if log is not None else ""
+        self.notify(
+            f"{sentence}{details}",
+            title=f"{job[:1].upper()}{job[1:]} failed",
+            severity="error",
+            markup=False,
+            timeout=10,
+        )
 
     def on_unmount(self) -> None:
         self._gpu.close()

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -31,13 +32,14 @@ from textual.widgets import (
     TabPane,
 )
 from textual.widgets.option_list import Option
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui_ft.data.checks import CheckReport, check_dataset_isolated
 from tui_ft.data.formats import Format, detect_format
 from tui_ft.data.search import find_row
 from tui_ft.data.sources import DatasetSource, JsonlSource, Row, open_dataset
 from tui_ft.data.validation import CheckCancelled
+from tui_ft.errorlog import describe
 from tui_ft.errors import DataError
 from tui_ft.ui.widgets.data_browser import DataTree, PathSuggester
 from tui_ft.ui.widgets.row_table import RowTable
@@ -128,6 +130,9 @@ class DatasetsScreen(Screen):
         self.needle = ""
         self._error_lines: list[int | None] = []
         self._status = ""
+        self._opening: Worker | None = None  # the worker opening `ref`
+        self._checking: Worker | None = None  # the worker checking `source`
+        self._finding: Worker | None = None
 
     @property
     def workspace(self):
@@ -190,9 +195,9 @@ class DatasetsScreen(Screen):
         for group in ("check", "find"):
             self.workers.cancel_group(self, group)
         self._set_info(f"opening {ref}…")
-        self._open_worker(ref)
+        self._opening = self._open_worker(ref)
 
-    @work(thread=True, exclusive=True, group="open", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False, description="opening the dataset")
     def _open_worker(self, ref: str) -> None:
         worker = get_current_worker()
         try:
@@ -255,7 +260,7 @@ class DatasetsScreen(Screen):
         self.query_one("#ds-table", RowTable).set_row_count(message.rows)
         self._status = "checking…"
         self._show_info()
-        self._check_worker(message.source)
+        self._checking = self._check_worker(message.source)
 
     @on(OpenFailed)
     def _on_open_failed(self, message: OpenFailed) -> None:
@@ -265,9 +270,24 @@ class DatasetsScreen(Screen):
         self._set_info(Text(f"cannot open {message.ref}: ", style="red") + Text(str(message.error)))
         self.notify(str(message.error), title="Cannot open", severity="error", markup=False)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of this screen that failed unexpectedly: the screen says so where it said it was
+        busy (the app tells the user and logs the traceback), and the next request starts afresh."""
+        worker, error = event.worker, event.worker.error
+        if event.state != WorkerState.ERROR or error is None:
+            return
+        if worker is self._opening:
+            self._status = ""
+            self._set_info(Text(f"cannot open {self.ref}: ", style="red") + Text(describe(error)))
+        elif worker is self._checking:
+            self._status = f"[red]✗ check failed: {escape(describe(error))}[/red]"
+            self._show_info()
+        elif worker is self._finding:
+            self._find_status("search failed")
+
     # --- checking ------------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="check", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="check", exit_on_error=False, description="checking the dataset")
     def _check_worker(self, source: DatasetSource) -> None:
         worker = get_current_worker()
         last = 0.0
@@ -404,9 +424,9 @@ class DatasetsScreen(Screen):
             self._find_status("no match above")
             return
         self._find_status("searching…")
-        self._find_worker(self.source, self.needle, start, backwards)
+        self._finding = self._find_worker(self.source, self.needle, start, backwards)
 
-    @work(thread=True, exclusive=True, group="find", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="find", exit_on_error=False, description="searching the dataset")
     def _find_worker(self, source: DatasetSource, needle: str, start: int, backwards: bool) -> None:
         worker = get_current_worker()
         index = find_row(source, needle, start, backwards=backwards, cancelled=lambda: worker.is_cancelled)
