@@ -115,7 +115,7 @@ def _introspect(method: str) -> list[dict[str, Any]]:
     import dataclasses
     import importlib
 
-    from tui_ft.engine.stack import quiet_library_noise
+    from tui_ft.library_noise import quiet_library_noise
 
     quiet_library_noise()
     module_name, class_name = CONFIG_CLASSES[method]

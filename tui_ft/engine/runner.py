@@ -16,8 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tui_ft.engine.stack import quiet_library_noise
 from tui_ft.errors import UserError, WorkFailed
+from tui_ft.library_noise import quiet_library_noise
 from tui_ft.recipe import validate_recipe
 from tui_ft.runs.prepare import read_run_recipe
 from tui_ft.runs.rundir import EventWriter, RunDir, Status
