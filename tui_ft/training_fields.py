@@ -239,8 +239,8 @@ def coerce(field: TrainingField, value: Any) -> Any:
             return value
     elif isinstance(value, list) and "list" in kinds:
         allowed = field.item_choices
-        for item in value if allowed else ():
-            if str(item) not in allowed:
+        for item in value:
+            if allowed is not None and str(item) not in allowed:
                 import difflib
 
                 near = difflib.get_close_matches(str(item), allowed, n=1)

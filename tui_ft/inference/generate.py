@@ -58,7 +58,14 @@ def load_for_generation(ref: str, ws: Workspace) -> LoadedModel:
     dtype = weights_dtype("auto", hw, "lora")
     tokenizer = load_tokenizer(resolved)
     source = resolved.base if resolved.adapter else resolved.path
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    if source is None:
+        raise UserError(
+            f"the adapter at {resolved.path} does not name its base model",
+            field="MODEL",
+            hint="its adapter_config.json needs base_model_name_or_path",
+        )
+    # a transformers model, or a PeftModel over one (which forwards what it does not define)
+    model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     if resolved.adapter:
         from peft import PeftModel
 
