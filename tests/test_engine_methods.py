@@ -131,7 +131,8 @@ def test_kto_refuses_a_batch_of_one(demo_ws):
 
 
 def test_reward_model_separates_the_sample_pairs(demo_ws, cli_env):
-    from tui_ft.engine.rewards import check_reward_model, load_reward_model
+    from tui_ft.engine.rewards import load_reward_model
+    from tui_ft.reward_checks import check_reward_model
 
     run, status = reward_run(demo_ws)
     evals = events_of(run, "eval")

@@ -239,13 +239,20 @@ def train_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
+def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    """The id of one token of the vocabulary (convert_tokens_to_ids answers a list for a list)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(token_id, int), token
+    return token_id
+
+
 def make_model(tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
     """A tiny float32 Llama, initialised from a fixed seed, with eos and pad ids from `tokenizer`."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    eos_id = tokenizer.convert_tokens_to_ids(IM_END)
-    pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    eos_id = _token_id(tokenizer, IM_END)
+    pad_id = _token_id(tokenizer, PAD_TOKEN)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=_HIDDEN,
@@ -262,7 +269,8 @@ def make_model(tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
     # Seed a forked generator so the caller's random state is left as it was.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
-        model = LlamaForCausalLM(config).to(torch.float32)
+        # transformers wraps PreTrainedModel.to in a decorator whose stub drops the signature
+        model = LlamaForCausalLM(config).to(torch.float32)  # type: ignore[arg-type]
     model.config.dtype = torch.float32
     model.generation_config = GenerationConfig(bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
     return model
@@ -304,7 +312,7 @@ def _pretraining_batches(tokenizer: PreTrainedTokenizerFast) -> list[list[list[i
     import random
 
     encoded = tokenizer(pretraining_documents(), add_special_tokens=False)["input_ids"]
-    separator = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    separator = _token_id(tokenizer, PAD_TOKEN)
     rng = random.Random(_SEED)
     needed = _PRETRAIN_STEPS * _PRETRAIN_BATCH
     blocks: list[list[int]] = []
@@ -337,7 +345,7 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> list
     import torch
 
     batches = _pretraining_batches(tokenizer)
-    separator = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    separator = _token_id(tokenizer, PAD_TOKEN)
     matrices = [p for p in model.parameters() if p.ndim >= 2]
     vectors = [p for p in model.parameters() if p.ndim < 2]  # norm weights: no weight decay
     optimizer = torch.optim.AdamW(
@@ -376,7 +384,7 @@ def pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> list
         seen = torch.zeros(model.config.vocab_size, dtype=torch.bool)
         seen[torch.tensor(batches).flatten()] = True
         seen[separator] = False  # never a target: its output row is as untrained as the others'
-        _init_chat_tokens(model, tokenizer.convert_tokens_to_ids([IM_START, IM_END]), seen)
+        _init_chat_tokens(model, [_token_id(tokenizer, IM_START), _token_id(tokenizer, IM_END)], seen)
     finally:
         torch.set_num_threads(threads)
         model.eval()
@@ -396,7 +404,9 @@ def _init_chat_tokens(model: PreTrainedModel, token_ids: list[int], trained: Any
 
     generator = torch.Generator().manual_seed(_SEED)
     with torch.no_grad():
-        for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+        for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+            matrix = module.weight
+            assert isinstance(matrix, torch.Tensor)
             rows = matrix[trained]
             mean = rows.mean(dim=0)
             # mean + (rows - mean)^T z / sqrt(n), z ~ N(0, I): a sample with the rows' covariance.

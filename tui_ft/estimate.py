@@ -485,6 +485,337 @@ def _gpu_status() -> GpuStatus:
         return sampler.sample()
 
 
+def _setting(recipe: Recipe, workspace: Workspace, key: str) -> Any:
+    """A training setting from the recipe, else TRL's default for the method."""
+    training = recipe.training
+    return training[key] if key in training else _trl_default(recipe.method, key, workspace)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every part of the estimate reads: the recipe under its method, what trains, the batch."""
+
+    recipe: Recipe
+    workspace: Workspace
+    shape: ModelShape
+    on_gpu: bool
+    assumptions: list[str]  # notes for the reader, in the order they were made; parts add theirs
+    dtype: str  # the weights' dtype (model.dtype, auto resolved)
+    half_compute: bool  # activations in 16 bits (bf16/fp16 weights or mixed precision)
+    total: int  # parameters of the model under the method
+    trainable: int
+    train_bytes: int  # bytes per trainable parameter (and per gradient)
+    train_what: str
+    adapted: list[Linear]  # the Linear modules an adapter wraps
+    batch: int
+    seq: int  # prompt tokens per sequence (plus virtual tokens)
+    completion: int  # generated tokens per sequence (GRPO/RLOO)
+
+    @property
+    def method(self) -> str:
+        return self.recipe.method
+
+    @property
+    def kind(self) -> str:
+        return self.recipe.adapter.type
+
+    @property
+    def quant(self) -> str:
+        return self.recipe.model.quantization
+
+    @property
+    def wbytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def abytes(self) -> int:
+        return 2 if self.half_compute else 4
+
+    @property
+    def rows(self) -> int:
+        """Sequences per batch: pairs (chosen and rejected) count twice."""
+        return self.batch * (2 if self.method in PAIRED_METHODS else 1)
+
+    @property
+    def seq_total(self) -> int:
+        return self.seq + self.completion
+
+    @property
+    def tokens(self) -> int:
+        return self.rows * self.seq_total
+
+    def setting(self, key: str) -> Any:
+        return _setting(self.recipe, self.workspace, key)
+
+
+def _precision(recipe: Recipe, on_gpu: bool, assumptions: list[str]) -> tuple[str, bool]:
+    """The weights' dtype and whether compute runs in 16 bits, as the engine chooses them."""
+    training = recipe.training
+    dtype = recipe.model.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if on_gpu else "float32"
+        assumptions.append(
+            f"model.dtype auto: {dtype} ({'assuming a bf16-capable GPU' if on_gpu else 'no GPU here'})"
+        )
+    half_compute = DTYPE_BYTES[dtype] == 2 or bool(training.get("bf16")) or bool(training.get("fp16"))
+    if dtype == "float32" and on_gpu and "bf16" not in training and "fp16" not in training:
+        half_compute = True  # the engine turns bf16 mixed precision on where the GPU has it
+    return dtype, half_compute
+
+
+def _method_size(recipe: Recipe, shape: ModelShape) -> tuple[int, int]:
+    """(parameters, head parameters) under the method: a reward model swaps the LM head for a
+    one-logit score head."""
+    if recipe.method == "reward":
+        return shape.total_params - shape.head_params + shape.hidden, shape.hidden
+    return shape.total_params, shape.head_params
+
+
+def _trainable(
+    recipe: Recipe, shape: ModelShape, wbytes: int, assumptions: list[str]
+) -> tuple[int, int, str, list[Linear]]:
+    """What trains under the adapter: (parameters, bytes per parameter, in words, adapted modules)."""
+    adapter, kind = recipe.adapter, recipe.adapter.type
+    total, head = _method_size(recipe, shape)
+    adapted = [lin for lin in shape.linears if _matches(adapter.target_modules, lin)]
+    if kind == "full":
+        return total, wbytes, "every parameter", adapted
+    if kind == "freeze":
+        lm_head_trainable = head if head else shape.embed_params  # tied: the embeddings are the head
+        layers_trained = min(adapter.trainable_layers, shape.num_layers)
+        per_layer = shape.layer_params // max(shape.num_layers, 1)
+        trainable = per_layer * layers_trained + lm_head_trainable + shape.other_params
+        return trainable, wbytes, f"last {layers_trained} block(s) + final norm + head", adapted
+    if kind in ("lora", "dora"):
+        trainable = sum(adapter.r * (lin.in_features + lin.out_features) for lin in adapted)
+        if kind == "dora":
+            trainable += sum(lin.out_features for lin in adapted)
+        if not adapted:
+            assumptions.append(f"adapter.target_modules {adapter.target_modules!r} matches no Linear module")
+        if recipe.method == "reward":
+            trainable += head  # the new score head trains too (modules_to_save)
+        return trainable, 4, f"r={adapter.r} on {len(adapted)} modules", adapted
+    # prompt_tuning
+    trainable = adapter.num_virtual_tokens * shape.hidden
+    return trainable, 4, f"{adapter.num_virtual_tokens} virtual tokens x {shape.hidden}", adapted
+
+
+def _sequence(recipe: Recipe, workspace: Workspace, assumptions: list[str]) -> tuple[int, int]:
+    """(prompt, completion) tokens per sequence: every one data.max_length long, the worst case."""
+    seq = recipe.data.max_length
+    if seq is None:
+        seq = 1024
+        assumptions.append("data.max_length not set: assuming 1024 tokens")
+    if recipe.adapter.type == "prompt_tuning":
+        seq += recipe.adapter.num_virtual_tokens
+    completion = 0
+    if recipe.method in GENERATING_METHODS:
+        completion = int(_setting(recipe, workspace, "max_completion_length") or 512)
+    return seq, completion
+
+
+def _plan(recipe: Recipe, workspace: Workspace, shape: ModelShape, on_gpu: bool) -> _Plan:
+    assumptions = list(shape.notes)
+    dtype, half_compute = _precision(recipe, on_gpu, assumptions)
+    trainable, train_bytes, train_what, adapted = _trainable(recipe, shape, DTYPE_BYTES[dtype], assumptions)
+    batch = int(_setting(recipe, workspace, "per_device_train_batch_size") or 1)
+    seq, completion = _sequence(recipe, workspace, assumptions)
+    return _Plan(
+        recipe=recipe,
+        workspace=workspace,
+        shape=shape,
+        on_gpu=on_gpu,
+        assumptions=assumptions,
+        dtype=dtype,
+        half_compute=half_compute,
+        total=_method_size(recipe, shape)[0],
+        trainable=trainable,
+        train_bytes=train_bytes,
+        train_what=train_what,
+        adapted=adapted,
+        batch=batch,
+        seq=seq,
+        completion=completion,
+    )
+
+
+def _weights(plan: _Plan) -> MemoryPart:
+    """The model's weights (quantized or not), plus an adapter's own weights."""
+    shape, total, quant = plan.shape, plan.total, plan.quant
+    if quant == "none":
+        weights = total * plan.wbytes
+        weights_why = f"{format_count(total)} params x {plan.wbytes} B ({plan.dtype})"
+    else:
+        qparams = shape.quantizable_params
+        rest = total - qparams
+        if quant == "4bit":
+            qbytes = qparams * NF4_BYTES
+            qwhy = "NF4 4-bit + double-quant scales"
+        else:
+            qbytes = qparams + 4 * sum(lin.out_features for lin in shape.linears)
+            qwhy = "int8 + fp32 row scales"
+        weights = int(qbytes + rest * 4)
+        weights_why = f"{format_count(qparams)} {qwhy}; {format_count(rest)} others in fp32 (k-bit prep)"
+    if plan.kind in ("lora", "dora", "prompt_tuning"):
+        weights += plan.trainable * plan.train_bytes
+    return MemoryPart("weights", "weights", int(weights), weights_why)
+
+
+def _gradients(plan: _Plan) -> MemoryPart:
+    """One gradient per trainable parameter."""
+    return MemoryPart(
+        "gradients",
+        "gradients",
+        plan.trainable * plan.train_bytes,
+        f"{format_count(plan.trainable)} trainable ({plan.train_what}) x {plan.train_bytes} B",
+    )
+
+
+def _optimizer_state(plan: _Plan) -> MemoryPart:
+    """The optimizer's per-parameter state (`training.optim`)."""
+    optim = str(plan.setting("optim") or "adamw_torch")
+    opt_bytes, opt_why = _optimizer(optim, plan.train_bytes, plan.trainable, plan.shape.hidden)
+    return MemoryPart("optimizer", "optimizer", opt_bytes, opt_why)
+
+
+def _adapter_activations_per_token(plan: _Plan) -> int:
+    """What LoRA/DoRA modules keep per token in the block that has the most of them."""
+    adapter = plan.recipe.adapter
+    per_layer_adapted: dict[int, int] = {}
+    for lin in plan.adapted:
+        m = _LAYER.search("." + lin.name + ".")
+        extra = plan.abytes * adapter.r
+        if adapter.dropout > 0:
+            extra += (plan.abytes + 1) * lin.in_features  # dropped input copy + its mask
+        layer = int(m.group(1)) if m else 0
+        per_layer_adapted[layer] = per_layer_adapted.get(layer, 0) + extra
+    return max(per_layer_adapted.values(), default=0)
+
+
+def _activations(plan: _Plan) -> MemoryPart:
+    """What autograd keeps for the backward pass: the trained blocks' activations and the logits."""
+    shape, abytes, tokens, seq_total = plan.shape, plan.abytes, plan.tokens, plan.seq_total
+    training, adapter, kind = plan.recipe.training, plan.recipe.adapter, plan.kind
+    h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate * shape.experts_per_token
+    per_token_layer = 2 * (4 + abytes) * h + abytes * (3 * h + 2 * kv) + 4 * abytes * i
+    if kind in ("lora", "dora"):
+        per_token_layer += _adapter_activations_per_token(plan)
+    eager = plan.recipe.model.attn_implementation == "eager"
+    per_layer_eager = plan.rows * shape.heads * seq_total * seq_total * 2 * abytes if eager else 0
+    trained_layers = min(adapter.trainable_layers, shape.num_layers) if kind == "freeze" else shape.num_layers
+    checkpointing = bool(training.get("activation_checkpointing", training.get("gradient_checkpointing")))
+    full_layer = tokens * per_token_layer + per_layer_eager
+    if checkpointing and trained_layers:
+        layer_acts = trained_layers * tokens * h * abytes + full_layer
+        ckpt_why = "checkpointed: block inputs + 1 block"
+    else:
+        layer_acts = trained_layers * full_layer
+        ckpt_why = f"{trained_layers} block(s) kept"
+    logit_width = 1 if plan.method == "reward" else shape.vocab
+    logits = tokens * logit_width * (abytes + 8)
+    if plan.method in PAIRED_METHODS:
+        plan.assumptions.append(f"{plan.method}: chosen and rejected run together (batch x 2)")
+    return MemoryPart(
+        "activations",
+        "activations",
+        int(layer_acts + logits),
+        f"{plan.rows} x {seq_total} tokens, {ckpt_why}; logits {format_bytes(logits)}"
+        + ("; eager attention seq^2" if eager else ""),
+    )
+
+
+def _reference(plan: _Plan) -> MemoryPart | None:
+    """The reference model DPO, KTO, GRPO and RLOO compare with; None for methods without one."""
+    method, kind = plan.method, plan.kind
+    if method not in REFERENCE_METHODS:
+        return None
+    beta = plan.setting("beta")
+    precompute = method in ("dpo", "kto") and bool(plan.setting("precompute_ref_log_probs"))
+    if method in GENERATING_METHODS and not beta:
+        ref_bytes, ref_why = 0, "beta = 0: no reference model"
+    elif kind in ("lora", "dora", "prompt_tuning"):
+        ref_bytes, ref_why = 0, "the base with the adapter disabled (no copy)"
+    elif precompute:
+        ref_bytes, ref_why = 0, "log-probs precomputed before training (no copy kept)"
+    else:
+        ref_bytes, ref_why = (
+            plan.total * plan.wbytes,
+            f"a second copy of the weights ({plan.dtype}), no gradients",
+        )
+    return MemoryPart("reference", "reference", ref_bytes, ref_why)
+
+
+def _generation(plan: _Plan) -> MemoryPart | None:
+    """The KV cache of the completions GRPO/RLOO generate; None for the other methods."""
+    if plan.method not in GENERATING_METHODS:
+        return None
+    steps = plan.setting("steps_per_generation") or plan.setting("gradient_accumulation_steps") or 1
+    sequences = plan.batch * int(steps)
+    kv_bytes = 2 * plan.shape.num_layers * plan.shape.kv_dim * plan.abytes * sequences * plan.seq_total
+    if plan.recipe.training.get("use_vllm"):
+        plan.assumptions.append("use_vllm: vLLM's own memory is not included")
+    return MemoryPart(
+        "generation",
+        "KV cache",
+        int(kv_bytes),
+        f"{sequences} sequences x {plan.seq} prompt + {plan.completion} completion tokens",
+    )
+
+
+def _sharded(plan: _Plan, parts: list[MemoryPart]) -> list[MemoryPart]:
+    """The parts divided over the processes where DeepSpeed ZeRO or FSDP splits them."""
+    launcher = plan.recipe.launcher
+    if launcher.type != "accelerate" or launcher.num_processes <= 1:
+        return parts
+    n = launcher.num_processes
+    config = launcher.config
+    sharded = {
+        "deepspeed-zero2": ("gradients", "optimizer"),
+        "deepspeed-zero3": ("weights", "gradients", "optimizer", "reference"),
+        "fsdp": ("weights", "gradients", "optimizer", "reference"),
+    }.get(config, ())
+    if sharded:
+        return [
+            MemoryPart(p.key, p.label, p.bytes // n, p.explanation + f" / {n} ({config})")
+            if p.key in sharded
+            else p
+            for p in parts
+        ]
+    if config == "ddp":
+        plan.assumptions.append(f"ddp: each of the {n} processes holds everything")
+    return parts
+
+
+def _runtime(plan: _Plan, subtotal: int) -> MemoryPart:
+    """The runtime's margin over the other parts: CUDA context, allocator slack, transient copies."""
+    shape, kind = plan.shape, plan.kind
+    runtime = int(subtotal * FRAGMENTATION) + (CUDA_CONTEXT if plan.on_gpu else 0)
+    runtime_why = "10% allocator slack" + (" + CUDA context ~0.75 GiB" if plan.on_gpu else "")
+    if plan.quant == "4bit" or kind == "dora":
+        biggest = max((lin.params for lin in shape.linears), default=0)
+        runtime += biggest * plan.abytes * (2 if kind == "dora" else 1)
+        runtime_why += "; one dequantized/merged matrix at a time"
+    if plan.dtype == "float32" and plan.half_compute and plan.quant == "none":
+        runtime += plan.total * 2
+        runtime_why += "; autocast's 16-bit weight copies"
+    return MemoryPart("runtime", "runtime", runtime, runtime_why)
+
+
+def _device(plan: _Plan, gpu: GpuStatus) -> tuple[int | None, str]:
+    """The memory to compare with (the smallest GPU the run uses) and its name; None without a GPU."""
+    if not plan.on_gpu:
+        if gpu.reason:
+            plan.assumptions.append(f"GPU: {gpu.reason}")
+        return None, "no GPU detected to compare with"
+    wanted = plan.recipe.launcher.gpus
+    gpus = [g for g in gpu.gpus if wanted is None or g.index in wanted] or list(gpu.gpus)
+    known = [g for g in gpus if g.memory_total_mb]
+    if not known:
+        return None, "the GPU does not report its memory"
+    smallest = min(known, key=lambda g: g.memory_total_mb or 0)
+    return int((smallest.memory_total_mb or 0) * 1024 * 1024), f"GPU {smallest.index} {smallest.name}"
+
+
 def estimate_memory(
     recipe: Recipe,
     workspace: Workspace,
@@ -499,242 +830,27 @@ def estimate_memory(
     """
     if gpu is None:
         gpu = _gpu_status()
-    on_gpu = gpu.available and bool(gpu.gpus)
     if shape is None:
         shape = model_shape(locate_config(recipe.model.name, workspace, recipe.model.revision))
-    training = recipe.training
-    method = recipe.method
-    adapter = recipe.adapter
+    plan = _plan(recipe, workspace, shape, on_gpu=gpu.available and bool(gpu.gpus))
+
+    parts = [_weights(plan), _gradients(plan), _optimizer_state(plan), _activations(plan)]
+    parts += [part for part in (_reference(plan), _generation(plan)) if part is not None]
+    parts = _sharded(plan, parts)
+    parts.append(_runtime(plan, sum(p.bytes for p in parts)))
+    device_bytes, device = _device(plan, gpu)
+
     quant = recipe.model.quantization
-    assumptions: list[str] = list(shape.notes)
-
-    def setting(key: str) -> Any:
-        return training[key] if key in training else _trl_default(method, key, workspace)
-
-    # precision
-    dtype = recipe.model.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if on_gpu else "float32"
-        assumptions.append(
-            f"model.dtype auto: {dtype} ({'assuming a bf16-capable GPU' if on_gpu else 'no GPU here'})"
-        )
-    wbytes = DTYPE_BYTES[dtype]
-    half_compute = wbytes == 2 or bool(training.get("bf16")) or bool(training.get("fp16"))
-    if dtype == "float32" and on_gpu and "bf16" not in training and "fp16" not in training:
-        half_compute = True  # the engine turns bf16 mixed precision on where the GPU has it
-    abytes = 2 if half_compute else 4
-
-    # shape under the method: a reward model swaps the LM head for a one-logit score head
-    head = shape.head_params
-    total = shape.total_params
-    if method == "reward":
-        total = total - head + shape.hidden
-        head = shape.hidden
-    lm_head_trainable = head if head else shape.embed_params  # tied: the embeddings are the head
-
-    # what trains
-    adapted = [lin for lin in shape.linears if _matches(adapter.target_modules, lin)]
-    kind = adapter.type
-    if kind == "full":
-        trainable = total
-        train_bytes = wbytes
-        train_what = "every parameter"
-    elif kind == "freeze":
-        layers_trained = min(adapter.trainable_layers, shape.num_layers)
-        per_layer = shape.layer_params // max(shape.num_layers, 1)
-        trainable = per_layer * layers_trained + lm_head_trainable + shape.other_params
-        train_bytes = wbytes
-        train_what = f"last {layers_trained} block(s) + final norm + head"
-    elif kind in ("lora", "dora"):
-        trainable = sum(adapter.r * (lin.in_features + lin.out_features) for lin in adapted)
-        if kind == "dora":
-            trainable += sum(lin.out_features for lin in adapted)
-        train_bytes = 4
-        train_what = f"r={adapter.r} on {len(adapted)} modules"
-        if not adapted:
-            assumptions.append(f"adapter.target_modules {adapter.target_modules!r} matches no Linear module")
-        if method == "reward":
-            trainable += head  # the new score head trains too (modules_to_save)
-    else:  # prompt_tuning
-        trainable = adapter.num_virtual_tokens * shape.hidden
-        train_bytes = 4
-        train_what = f"{adapter.num_virtual_tokens} virtual tokens x {shape.hidden}"
-
-    parts: list[MemoryPart] = []
-
-    # weights
-    if quant == "none":
-        weights = total * wbytes
-        weights_why = f"{format_count(total)} params x {wbytes} B ({dtype})"
-    else:
-        qparams = shape.quantizable_params
-        rest = total - qparams
-        if quant == "4bit":
-            qbytes = qparams * NF4_BYTES
-            qwhy = "NF4 4-bit + double-quant scales"
-        else:
-            qbytes = qparams + 4 * sum(lin.out_features for lin in shape.linears)
-            qwhy = "int8 + fp32 row scales"
-        weights = int(qbytes + rest * 4)
-        weights_why = f"{format_count(qparams)} {qwhy}; {format_count(rest)} others in fp32 (k-bit prep)"
-    if kind in ("lora", "dora", "prompt_tuning"):
-        weights += trainable * train_bytes
-    parts.append(MemoryPart("weights", "weights", int(weights), weights_why))
-
-    # gradients and optimizer
-    parts.append(
-        MemoryPart(
-            "gradients",
-            "gradients",
-            trainable * train_bytes,
-            f"{format_count(trainable)} trainable ({train_what}) x {train_bytes} B",
-        )
-    )
-    optim = str(setting("optim") or "adamw_torch")
-    opt_bytes, opt_why = _optimizer(optim, train_bytes, trainable, shape.hidden)
-    parts.append(MemoryPart("optimizer", "optimizer", opt_bytes, opt_why))
-
-    # activations
-    batch = int(setting("per_device_train_batch_size") or 1)
-    seq = recipe.data.max_length
-    if seq is None:
-        seq = 1024
-        assumptions.append("data.max_length not set: assuming 1024 tokens")
-    if kind == "prompt_tuning":
-        seq += adapter.num_virtual_tokens
-    completion = 0
-    if method in GENERATING_METHODS:
-        completion = int(setting("max_completion_length") or 512)
-    seq_total = seq + completion
-    rows = batch * (2 if method in PAIRED_METHODS else 1)
-    tokens = rows * seq_total
-    h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate * shape.experts_per_token
-    per_token_layer = 2 * (4 + abytes) * h + abytes * (3 * h + 2 * kv) + 4 * abytes * i
-    if kind in ("lora", "dora"):
-        per_layer_adapted: dict[int, int] = {}
-        for lin in adapted:
-            m = _LAYER.search("." + lin.name + ".")
-            extra = abytes * adapter.r
-            if adapter.dropout > 0:
-                extra += (abytes + 1) * lin.in_features  # dropped input copy + its mask
-            layer = int(m.group(1)) if m else 0
-            per_layer_adapted[layer] = per_layer_adapted.get(layer, 0) + extra
-        per_token_layer += max(per_layer_adapted.values(), default=0)
-    eager = recipe.model.attn_implementation == "eager"
-    per_layer_eager = rows * shape.heads * seq_total * seq_total * 2 * abytes if eager else 0
-    trained_layers = min(adapter.trainable_layers, shape.num_layers) if kind == "freeze" else shape.num_layers
-    checkpointing = bool(training.get("activation_checkpointing", training.get("gradient_checkpointing")))
-    full_layer = tokens * per_token_layer + per_layer_eager
-    if checkpointing and trained_layers:
-        layer_acts = trained_layers * tokens * h * abytes + full_layer
-        ckpt_why = "checkpointed: block inputs + 1 block"
-    else:
-        layer_acts = trained_layers * full_layer
-        ckpt_why = f"{trained_layers} block(s) kept"
-    logit_width = 1 if method == "reward" else shape.vocab
-    logits = tokens * logit_width * (abytes + 8)
-    parts.append(
-        MemoryPart(
-            "activations",
-            "activations",
-            int(layer_acts + logits),
-            f"{rows} x {seq_total} tokens, {ckpt_why}; logits {format_bytes(logits)}"
-            + ("; eager attention seq^2" if eager else ""),
-        )
-    )
-    if method in PAIRED_METHODS:
-        assumptions.append(f"{method}: chosen and rejected run together (batch x 2)")
-
-    # reference model
-    if method in REFERENCE_METHODS:
-        beta = setting("beta")
-        precompute = method in ("dpo", "kto") and bool(setting("precompute_ref_log_probs"))
-        if method in GENERATING_METHODS and not beta:
-            ref_bytes, ref_why = 0, "beta = 0: no reference model"
-        elif kind in ("lora", "dora", "prompt_tuning"):
-            ref_bytes, ref_why = 0, "the base with the adapter disabled (no copy)"
-        elif precompute:
-            ref_bytes, ref_why = 0, "log-probs precomputed before training (no copy kept)"
-        else:
-            ref_bytes, ref_why = total * wbytes, f"a second copy of the weights ({dtype}), no gradients"
-        parts.append(MemoryPart("reference", "reference", ref_bytes, ref_why))
-
-    # generation (GRPO/RLOO)
-    if method in GENERATING_METHODS:
-        steps = setting("steps_per_generation") or setting("gradient_accumulation_steps") or 1
-        sequences = batch * int(steps)
-        kv_bytes = 2 * shape.num_layers * kv * abytes * sequences * seq_total
-        parts.append(
-            MemoryPart(
-                "generation",
-                "KV cache",
-                int(kv_bytes),
-                f"{sequences} sequences x {seq} prompt + {completion} completion tokens",
-            )
-        )
-        if training.get("use_vllm"):
-            assumptions.append("use_vllm: vLLM's own memory is not included")
-
-    # sharding over several processes
-    launcher = recipe.launcher
-    if launcher.type == "accelerate" and launcher.num_processes > 1:
-        n = launcher.num_processes
-        config = launcher.config
-        sharded = {
-            "deepspeed-zero2": ("gradients", "optimizer"),
-            "deepspeed-zero3": ("weights", "gradients", "optimizer", "reference"),
-            "fsdp": ("weights", "gradients", "optimizer", "reference"),
-        }.get(config, ())
-        if sharded:
-            parts = [
-                MemoryPart(p.key, p.label, p.bytes // n, p.explanation + f" / {n} ({config})")
-                if p.key in sharded
-                else p
-                for p in parts
-            ]
-        elif config == "ddp":
-            assumptions.append(f"ddp: each of the {n} processes holds everything")
-
-    # runtime overhead
-    subtotal = sum(p.bytes for p in parts)
-    runtime = int(subtotal * FRAGMENTATION) + (CUDA_CONTEXT if on_gpu else 0)
-    runtime_why = "10% allocator slack" + (" + CUDA context ~0.75 GiB" if on_gpu else "")
-    if quant == "4bit" or kind == "dora":
-        biggest = max((lin.params for lin in shape.linears), default=0)
-        runtime += biggest * abytes * (2 if kind == "dora" else 1)
-        runtime_why += "; one dequantized/merged matrix at a time"
-    if dtype == "float32" and half_compute and quant == "none":
-        runtime += total * 2
-        runtime_why += "; autocast's 16-bit weight copies"
-    parts.append(MemoryPart("runtime", "runtime", runtime, runtime_why))
-
-    # the device to compare with
-    if on_gpu:
-        wanted = launcher.gpus
-        gpus = [g for g in gpu.gpus if wanted is None or g.index in wanted] or list(gpu.gpus)
-        known = [g for g in gpus if g.memory_total_mb]
-        if known:
-            smallest = min(known, key=lambda g: g.memory_total_mb or 0)
-            device_bytes: int | None = int((smallest.memory_total_mb or 0) * 1024 * 1024)
-            device = f"GPU {smallest.index} {smallest.name}"
-        else:
-            device_bytes, device = None, "the GPU does not report its memory"
-    else:
-        device_bytes = None
-        device = "no GPU detected to compare with"
-        if gpu.reason:
-            assumptions.append(f"GPU: {gpu.reason}")
-
     return MemoryEstimate(
         model=recipe.model.name,
         model_source=shape.source,
-        total_params=total,
-        trainable_params=trainable,
-        dtype=dtype + (f" + {quant}" if quant != "none" else ""),
-        batch=batch,
-        seq_len=seq_total,
+        total_params=plan.total,
+        trainable_params=plan.trainable,
+        dtype=plan.dtype + (f" + {quant}" if quant != "none" else ""),
+        batch=plan.batch,
+        seq_len=plan.seq_total,
         parts=tuple(parts),
         device=device,
         device_bytes=device_bytes,
-        assumptions=tuple(assumptions),
+        assumptions=tuple(plan.assumptions),
     )

@@ -63,7 +63,7 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def known_names(ws: Workspace) -> list[str]:
-    names = []
+    names: list[str] = []
     for folder in (ws.models, ws.runs):
         if folder.is_dir():
             names.extend(p.name for p in folder.iterdir() if p.is_dir())

@@ -338,6 +338,7 @@ def validate_recipe(
         if first["type"] == "extra_forbidden":
             valid = _section_fields(first["loc"])
             near = _nearest(loc[-1], valid)
+            hint: str | None
             if near:
                 hint = f"did you mean {'.'.join((*loc[:-1], near))}?"
             else:

@@ -115,7 +115,7 @@ def _introspect(method: str) -> list[dict[str, Any]]:
     import dataclasses
     import importlib
 
-    from tui_ft.engine.stack import quiet_library_noise
+    from tui_ft.library_noise import quiet_library_noise
 
     quiet_library_noise()
     module_name, class_name = CONFIG_CLASSES[method]
@@ -239,8 +239,8 @@ def coerce(field: TrainingField, value: Any) -> Any:
             return value
     elif isinstance(value, list) and "list" in kinds:
         allowed = field.item_choices
-        for item in value if allowed else ():
-            if str(item) not in allowed:
+        for item in value:
+            if allowed is not None and str(item) not in allowed:
                 import difflib
 
                 near = difflib.get_close_matches(str(item), allowed, n=1)

@@ -90,7 +90,8 @@ def _reference_copy(inputs: TrainInputs, args) -> Any:
 def reward_sources(inputs: TrainInputs) -> tuple[list[Any], list[Any]]:
     """The recipe's reward models (loaded, frozen) and functions (imported, wrapped), with the tokenizer
     each one scores with (None for functions): TRL's `reward_funcs` and `reward_processing_classes`."""
-    from tui_ft.engine.rewards import check_reward_model, load_reward_function, load_reward_model
+    from tui_ft.engine.rewards import load_reward_function, load_reward_model
+    from tui_ft.reward_checks import check_reward_model
 
     rewards = inputs.recipe.rewards
     funcs: list[Any] = []

@@ -179,14 +179,14 @@ def apply_adapter(model, adapter: AdapterSpec, *, quantized: bool, activation_ch
         from peft import PromptTuningConfig, PromptTuningInit
 
         init = PromptTuningInit.TEXT if adapter.prompt_init_text else PromptTuningInit.RANDOM
-        config = PromptTuningConfig(
+        prompt_config = PromptTuningConfig(
             task_type="CAUSAL_LM",
             num_virtual_tokens=adapter.num_virtual_tokens,
             prompt_tuning_init=init,
             prompt_tuning_init_text=adapter.prompt_init_text,
             tokenizer_name_or_path=getattr(model, "name_or_path", None) if adapter.prompt_init_text else None,
         )
-        return get_peft_model(model, config)
+        return get_peft_model(model, prompt_config)
     raise ValueError(f"unknown adapter type {kind}")
 
 

@@ -16,8 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tui_ft.engine.stack import quiet_library_noise
 from tui_ft.errors import UserError, WorkFailed
+from tui_ft.library_noise import quiet_library_noise
 from tui_ft.recipe import validate_recipe
 from tui_ft.runs.prepare import read_run_recipe
 from tui_ft.runs.rundir import EventWriter, RunDir, Status
@@ -117,6 +117,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         config["max_length"] = recipe.data.max_length  # GRPO/RLOO bound completions instead
     if recipe.method == "sft":
         config["packing"] = recipe.data.packing
+    if method.config_keys is not None:
         loss_keys, which = method.config_keys(recipe, train.format.value, tokenizer)
         config.update(loss_keys)
         note(f"loss on {which}")
@@ -219,8 +220,8 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
     stop = stop or StopRequest(run)
     if install_signals:
         stop.install()
-    events = EventWriter(run.events_file) if rank0 else None
-    if rank0:
+    events = EventWriter(run.events_file) if rank0 else None  # rank 0 writes status and events
+    if events is not None:
         status.state, status.error = "starting", None
         status.pid = int(os.environ.get("TUI_FT_SUPERVISOR_PID", os.getpid()))
         status.started = status.started or time.time()
@@ -234,7 +235,7 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
     def finish(state: str, code: int, error: dict | None = None) -> int:
         if sampler is not None:
             sampler.stop()
-        if rank0:
+        if events is not None:
             status.state, status.error, status.ended = state, error, time.time()
             run.write_status(status)
             events.write("state", step=status.step, state=state, **({"error": error} if error else {}))

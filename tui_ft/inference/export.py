@@ -155,7 +155,7 @@ def _copy_model(src: Path, dest: Path) -> None:
 
 def _merge_into(source: ModelRef, dest: Path) -> None:
     """Load the base, merge the adapter into it, save the full model and the tokenizer into `dest`."""
-    from tui_ft.engine.stack import quiet_library_noise
+    from tui_ft.library_noise import quiet_library_noise
 
     quiet_library_noise()
     import transformers

@@ -32,7 +32,7 @@ class Generation:
 
 def refuse_reward_model(resolved) -> None:
     """A reward model scores text; it cannot write any. Say so instead of loading it as a generator."""
-    from tui_ft.engine.rewards import is_sequence_classifier
+    from tui_ft.reward_checks import is_sequence_classifier
 
     if is_sequence_classifier(resolved):
         raise UserError(
@@ -44,7 +44,7 @@ def refuse_reward_model(resolved) -> None:
 
 def load_for_generation(ref: str, ws: Workspace) -> LoadedModel:
     """Load a model (an adapter on its base, kept as a PeftModel) ready for `generate`."""
-    from tui_ft.engine.stack import quiet_library_noise
+    from tui_ft.library_noise import quiet_library_noise
 
     quiet_library_noise()
     from transformers import AutoModelForCausalLM
@@ -58,7 +58,14 @@ def load_for_generation(ref: str, ws: Workspace) -> LoadedModel:
     dtype = weights_dtype("auto", hw, "lora")
     tokenizer = load_tokenizer(resolved)
     source = resolved.base if resolved.adapter else resolved.path
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    if source is None:
+        raise UserError(
+            f"the adapter at {resolved.path} does not name its base model",
+            field="MODEL",
+            hint="its adapter_config.json needs base_model_name_or_path",
+        )
+    # a transformers model, or a PeftModel over one (which forwards what it does not define)
+    model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     if resolved.adapter:
         from peft import PeftModel
 

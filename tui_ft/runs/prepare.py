@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from tui_ft.errors import DataError, NotFoundError
+from tui_ft.errors import DataError, NotFoundError, RecipeError
 from tui_ft.modelref import resolve_model
 from tui_ft.recipe import LoadedRecipe, Recipe, dump_recipe
+from tui_ft.reward_checks import check_reward_function, check_reward_model
 from tui_ft.runs.rundir import RunDir, Status, new_run_id
 from tui_ft.workspace import Workspace
 
@@ -102,9 +103,6 @@ def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
 def resolve_rewards(loaded: LoadedRecipe, recipe: Recipe, ws: Workspace) -> None:
     """Check every reward model is a reward model and every reward function imports; function files
     are made absolute so the run finds them wherever it starts. Imports the user's reward modules."""
-    from tui_ft.engine.rewards import check_reward_function, check_reward_model
-    from tui_ft.errors import RecipeError
-
     assert recipe.rewards is not None
     for i, ref in enumerate(recipe.rewards.models):
         try:
