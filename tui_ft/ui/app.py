@@ -127,7 +127,8 @@ class TuiFtApp(App[int]):
     ):
         if start_mode not in self.MODES:
             raise ValueError(f"unknown mode {start_mode!r}; expected one of {', '.join(self.MODES)}")
-        self.DEFAULT_MODE = start_mode  # read by App.__init__: the first screen is the one asked for
+        # Read by App.__init__: the first screen is the one asked for (a per-instance class setting).
+        self.DEFAULT_MODE = start_mode  # type: ignore[misc]
         super().__init__()
         self.workspace = workspace
         self.open_path = open_path

@@ -136,7 +136,7 @@ class DatasetsScreen(Screen):
 
     @property
     def workspace(self):
-        return self.app.workspace  # type: ignore[attr-defined]
+        return self.app.workspace
 
     def compose(self) -> ComposeResult:
         data_dir = self.workspace.data

@@ -101,7 +101,8 @@ def spec_for(path: tuple[str, ...], annotation: Any, help: str, initial: Any) ->
         if typing.get_origin(core) is Literal:
             choices = tuple(str(c) for c in typing.get_args(core))
             return FieldSpec(path, "select", help, optional, choices, initial)
-        kind: Kind | None = {bool: "switch", int: "int", float: "float", str: "text"}.get(core)
+        kinds: dict[Any, Kind] = {bool: "switch", int: "int", float: "float", str: "text"}
+        kind = kinds.get(core)
         if kind is not None:
             return FieldSpec(path, kind, help, optional, (), initial)
     return FieldSpec(path, "yaml", help, optional, (), initial)

@@ -315,7 +315,7 @@ class TokenPanel(Vertical):
         self.query_one("#tok-summary", Static).update(Text(message.text, style="red"))
 
     @on(_Show)
-    def _on_show(self, message: _Show) -> None:
+    def _on_view_ready(self, message: _Show) -> None:
         self.query_one("#tok-summary", Static).update(message.summary)
         self.query_one("#tok-text", Static).update(message.text)
         self.view = message.view
