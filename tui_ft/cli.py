@@ -297,7 +297,9 @@ def _print_outcome(run, status) -> None:
         console.print(f"[green]completed[/] {run.id}: {status.step} steps{loss}{ev}")
         console.print(f"  model: {run.final}")
         if status.method == "reward":
-            last = _last_method_metrics(run)
+            from tui_ft.runs.metrics import last_method_metrics
+
+            last = last_method_metrics(run)
             scores = {k: last[k] for k in ("eval_accuracy", "eval_margin") if k in last}
             if scores:
                 console.print(
@@ -337,38 +339,11 @@ def _duration(start: float | None, end: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-# The metrics each method is judged by, as its trainer logs them (train, then eval_ for evaluation).
-METHOD_METRICS = (
-    "rewards/margins",
-    "rewards/accuracies",
-    "accuracy",
-    "margin",
-    "reward",
-    "reward_std",
-    "kl",
-    "completions/mean_length",
-    "log_odds_ratio",
-    "mean_token_accuracy",
-)
-
-
-def _last_method_metrics(run) -> dict[str, float]:
-    """The last logged value of each of METHOD_METRICS (train and eval_) in the run's events."""
-    from tui_ft.runs.rundir import read_events
-
-    wanted = set(METHOD_METRICS) | {f"eval_{k}" for k in METHOD_METRICS}
-    found: dict[str, float] = {}
-    events, _ = read_events(run.events_file)
-    for event in events:
-        if event.get("type") in ("train", "eval"):
-            found.update({k: v for k, v in event.items() if k in wanted and isinstance(v, (int, float))})
-    return dict(sorted(found.items()))
-
-
 def cmd_runs(args, ws: Workspace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from tui_ft.runs.metrics import last_method_metrics
     from tui_ft.runs.registry import find_run, list_checkpoints, list_runs, refresh
 
     if args.run:
@@ -379,7 +354,7 @@ def cmd_runs(args, ws: Workspace) -> int:
 
         doc = RunInfo(run, status).to_json() | {
             "checkpoints": [c.to_json() for c in checkpoints],
-            "metrics": _last_method_metrics(run),
+            "metrics": last_method_metrics(run),
         }
         if args.json:
             _print_json(doc)
