@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tui_ft.runs.history import RunHistory, RunsIndex, tail_metrics
+from tui_ft.runs.history import RunHistory
+from tui_ft.runs.listing import RunsIndex, tail_metrics
 from tui_ft.runs.rundir import EventWriter, RunDir, Status
 from tui_ft.workspace import Workspace
 

@@ -79,6 +79,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)  # readers see the old file or the new one, never a half-written one
 
 
+def file_key(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime, size): changes on every append and on every atomic replace."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class RunDir:
     """Paths and small reads/writes of one run directory."""
 

@@ -44,9 +44,11 @@ from textual.widgets import (
 from textual.widgets.selection_list import Selection
 
 from tui_ft.errors import UserError
-from tui_ft.runs.history import Progress, RefreshResult, RunHistory, RunRow, RunsIndex, SeriesPoints
+from tui_ft.runs.history import Progress, RefreshResult, RunHistory
+from tui_ft.runs.listing import RunRow, RunsIndex
 from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint
 from tui_ft.runs.rundir import RunDir, Status
+from tui_ft.runs.series import SeriesPoints
 from tui_ft.ui.widgets.charts import ChartGrid, MetricChart, short_label
 from tui_ft.workspace import Workspace
 
