@@ -7,9 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui_ft.errors import UserError
+
+if TYPE_CHECKING:
+    from tui_ft.workspace import Workspace
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -18,6 +21,17 @@ class CommandParser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.print_usage(sys.stderr)
         raise UserError(message)
+
+
+def require_run_status(ws: Workspace, ref: str) -> None:
+    """A command given a run as a model (`RUN` or `RUN:checkpoint-N`) exits 2 naming the run's
+    status.json when it cannot be read, as every command that takes a run does."""
+    run_part = ref.strip().partition(":")[0]
+    if run_part and "/" not in run_part and "\\" not in run_part and (ws.runs / run_part).is_dir():
+        from tui_ft.runs.registry import require_status
+        from tui_ft.runs.rundir import RunDir
+
+        require_status(RunDir(ws.runs / run_part))
 
 
 def print_json(doc: Any) -> None:

@@ -55,6 +55,8 @@ def cmd_data_check(args, ws: Workspace) -> int:
 def _print_check(doc: dict) -> None:
     from rich.console import Console
 
+    from tui_ft.display import format_count
+
     out = Console()
     err = Console(stderr=True)
     out.print(f"[bold]{doc.get('path')}[/]")
@@ -75,6 +77,6 @@ def _print_check(doc: dict) -> None:
         field = f" {e['field']}:" if e.get("field") else ""
         print(f"{where}:{field} {e['message']}", file=sys.stderr)  # one line each, never wrapped
     if errors:
-        err.print(f"{len(errors)} error(s)", style="red")
+        err.print(format_count(len(errors), "error"), style="red")
     else:
         out.print("  [green]no errors[/]")

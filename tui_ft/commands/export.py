@@ -24,8 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args, ws: Workspace) -> int:
+    from tui_ft.display import format_count
     from tui_ft.inference.export import check_out_dir, export_run, resolve_export_source
+    from tui_ft.runs.registry import find_run, require_status
 
+    require_status(find_run(ws, args.run.strip().partition(":")[0]))  # a readable status.json, or exit 2
     resolve_export_source(ws, args.run)  # bad references and a non-empty folder: exit 2 at once
     check_out_dir(args.out)
     if not args.json and args.merge:
@@ -36,7 +39,7 @@ def cmd_export(args, ws: Workspace) -> int:
         return 0
     what = "full model (merged)" if result.merged else ("adapter" if result.adapter else "model")
     print(
-        f"exported the {what} of {result.source} to {result.out_dir} ({result.files} files, "
+        f"exported the {what} of {result.source} to {result.out_dir} ({format_count(result.files, 'file')}, "
         f"{result.bytes / 1e6:.1f} MB)"
     )
     if result.note:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from tui_ft.commands import print_json
+from tui_ft.commands import print_json, require_run_status
 from tui_ft.workspace import Workspace
 
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_generate(args, ws: Workspace) -> int:
     from tui_ft.inference.generate import load_for_generation, stream
 
+    require_run_status(ws, args.model)
     loaded = load_for_generation(args.model, ws)
     options = {
         "system": args.system,

@@ -26,115 +26,111 @@ def register(sub: argparse._SubParsersAction) -> None:
     watch.set_defaults(func=cmd_watch)
 
 
-def _ago(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    from datetime import datetime
-
-    return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M")
-
-
-def _duration(start: float | None, end: float | None) -> str:
-    if not start:
-        return "-"
-    seconds = int((end or time.time()) - start)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def cmd_runs(args, ws: Workspace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    from tui_ft.runs.metrics import last_method_metrics
-    from tui_ft.runs.registry import find_run, list_checkpoints, list_runs, refresh
+    from tui_ft.display import format_duration, format_started, format_value, state_style
+    from tui_ft.runs.listing import UNREADABLE, RunsIndex
 
     if args.run:
-        run = find_run(ws, args.run)
-        status = refresh(run)
-        checkpoints = list_checkpoints(run)
-        from tui_ft.runs.registry import RunInfo
-
-        doc = RunInfo(run, status).to_json() | {
-            "checkpoints": [c.to_json() for c in checkpoints],
-            "metrics": last_method_metrics(run),
-        }
-        if args.json:
-            print_json(doc)
-            return 0
-        console = Console()
-        for key in (
-            "id",
-            "state",
-            "method",
-            "model",
-            "adapter",
-            "step",
-            "max_steps",
-            "loss",
-            "eval_loss",
-            "path",
-        ):
-            console.print(f"{key:>10}  {doc[key]}", highlight=False, markup=False)
-        if doc["metrics"]:
-            shown = ", ".join(f"{k} {_fmt(v)}" for k, v in doc["metrics"].items())
-            console.print(f"{'metrics':>10}  {shown}", highlight=False, markup=False)
-        if status.error:
-            console.print(f"{'error':>10}  {status.error.get('message')}", highlight=False, markup=False)
-            if status.error.get("hint"):
-                console.print(f"{'hint':>10}  {status.error['hint']}", highlight=False, markup=False)
-        table = Table("checkpoint", "step", "complete", "loss", "eval_loss", box=None, header_style="bold")
-        for c in checkpoints:
-            table.add_row(
-                c.path.name,
-                str(c.step),
-                "yes" if c.complete else "no (cut short)",
-                _fmt(c.metrics.get("loss")),
-                _fmt(c.metrics.get("eval_loss")),
-            )
-        if checkpoints:
-            console.print(table)
-        return 0
-    infos = list_runs(ws)
+        return _show_run(args, ws)
+    rows = RunsIndex(ws).rows()  # newest first, as the UI lists them
     if args.json:
-        print_json([i.to_json() for i in infos])
+        print_json([row.to_json() for row in rows])
         return 0
-    if not infos:
+    if not rows:
         print("no runs yet; start one with `tui-ft train sft-lora`")
         return 0
     table = Table(
         "run", "method", "state", "step", "loss", "started", "duration", box=None, header_style="bold"
     )
-    colours = {"completed": "green", "running": "cyan", "failed": "red", "crashed": "red", "queued": "yellow"}
-    for info in infos:
-        s = info.status
-        steps = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step)
-        state = f"[{colours.get(s.state, 'white')}]{s.state}[/]"
+    for row in rows:
+        steps = f"{row.step}/{row.max_steps}" if row.max_steps else str(row.step)
         table.add_row(
-            s.id,
-            s.method,
-            state,
-            steps,
-            _fmt(s.loss),
-            _ago(s.started or s.created),
-            _duration(s.started, s.ended),
+            row.id,
+            row.method or "-",
+            Text(row.state_label, style=state_style(row.state)),
+            steps if row.state != UNREADABLE else "-",
+            format_value(row.last_loss),
+            format_started(row.started or row.created),
+            format_duration(row.duration_s),
         )
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # piped: never truncate run ids
     console.print(table)
+    for row in rows:
+        if row.state == UNREADABLE:  # the reason, on a line of its own: never cut
+            console.print(f"{row.id}: {row.error_message}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
-def _fmt(value) -> str:
-    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+def _show_run(args, ws: Workspace) -> int:
+    """`tui-ft runs RUN`: the run's row, its method metrics and its checkpoints."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tui_ft.display import format_value
+    from tui_ft.runs.listing import RunsIndex
+    from tui_ft.runs.metrics import last_method_metrics
+    from tui_ft.runs.registry import find_run, list_checkpoints, require_status
+
+    run = find_run(ws, args.run)
+    require_status(run)  # exit 2 naming status.json when it cannot be read
+    row = RunsIndex(ws).row(run)
+    checkpoints = list_checkpoints(run)
+    doc = row.to_json() | {
+        "checkpoints": [c.to_json() for c in checkpoints],
+        "metrics": last_method_metrics(run),
+    }
+    if args.json:
+        print_json(doc)
+        return 0
+    console = Console()
+    shown = dict(doc, state=row.state_label)
+    for key in (
+        "id",
+        "state",
+        "method",
+        "model",
+        "adapter",
+        "step",
+        "max_steps",
+        "loss",
+        "eval_loss",
+        "path",
+    ):
+        value = shown[key]
+        text = format_value(value) if isinstance(value, float) else ("-" if value is None else str(value))
+        console.print(f"{key:>10}  {text}", highlight=False, markup=False)
+    if doc["metrics"]:
+        metrics = ", ".join(f"{k} {format_value(v)}" for k, v in doc["metrics"].items())
+        console.print(f"{'metrics':>10}  {metrics}", highlight=False, markup=False)
+    if row.error_message:
+        console.print(f"{'error':>10}  {row.error_message}", highlight=False, markup=False)
+        if row.error_hint:
+            console.print(f"{'hint':>10}  {row.error_hint}", highlight=False, markup=False)
+    table = Table("checkpoint", "step", "complete", "loss", "eval_loss", box=None, header_style="bold")
+    for c in checkpoints:
+        table.add_row(
+            c.path.name,
+            str(c.step),
+            "yes" if c.complete else "no (cut short)",
+            format_value(c.metrics.get("loss")),
+            format_value(c.metrics.get("eval_loss")),
+        )
+    if checkpoints:
+        console.print(table)
+    return 0
 
 
 def cmd_logs(args, ws: Workspace) -> int:
-    from tui_ft.runs.registry import find_run, refresh
+    from tui_ft.runs.registry import find_run, refresh, require_status
 
     run = find_run(ws, args.run)
+    require_status(run)  # exit 2 naming status.json when it cannot be read
     offset = 0
     while True:
         try:
@@ -156,9 +152,10 @@ def cmd_logs(args, ws: Workspace) -> int:
 
 
 def cmd_watch(args, ws: Workspace) -> int:
-    from tui_ft.runs.registry import find_run
+    from tui_ft.runs.registry import find_run, require_status
 
     run = find_run(ws, args.run)  # exit 2 with the closest ids before any UI appears
+    require_status(run)  # ... or naming its status.json when it cannot be read
     from tui_ft.ui.app import run_app
 
     return run_app(ws, start_mode="runs", start_run=run.id)

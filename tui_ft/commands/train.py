@@ -82,6 +82,7 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
         TimeRemainingColumn,
     )
 
+    from tui_ft.display import format_value
     from tui_ft.runs.rundir import read_events
 
     console = Console(stderr=True)
@@ -106,16 +107,18 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
                 for ev in events:
                     kind = ev.get("type")
                     if kind == "start":
-                        progress.update(task, description="training", total=ev.get("max_steps") or None)
+                        total = ev.get("max_steps")
+                        total = total if isinstance(total, int) and not isinstance(total, bool) else None
+                        progress.update(task, description="training", total=total or None)
                     elif kind == "message" and not quiet:
                         progress.console.print(f"[dim]{ev.get('text')}[/]", highlight=False)
                     elif kind == "train":
-                        if ev.get("loss") is not None:
-                            metrics["loss"] = f"loss {ev['loss']:.4f}"
-                        if ev.get("tokens_per_s"):
+                        if _is_number(ev.get("loss")):
+                            metrics["loss"] = f"loss {format_value(ev['loss'])}"
+                        if _is_number(ev.get("tokens_per_s")) and ev["tokens_per_s"]:
                             metrics["tps"] = f"{ev['tokens_per_s']:.0f} tok/s"
-                    elif kind == "eval" and ev.get("eval_loss") is not None:
-                        metrics["eval"] = f"eval {ev['eval_loss']:.4f}"
+                    elif kind == "eval" and _is_number(ev.get("eval_loss")):
+                        metrics["eval"] = f"eval {format_value(ev['eval_loss'])}"
                     elif kind == "checkpoint" and not quiet:
                         progress.console.print(f"[dim]checkpoint at step {ev.get('step')}[/]")
                     if "step" in ev:
@@ -137,13 +140,19 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
                 progress.update(task, description="stopping")
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _print_outcome(run, status) -> None:
     from rich.console import Console
 
+    from tui_ft.display import format_value
+
     console = Console(stderr=True)
     if status.state == "completed":
-        loss = f", loss {status.loss:.4f}" if status.loss is not None else ""
-        ev = f", eval loss {status.eval_loss:.4f}" if status.eval_loss is not None else ""
+        loss = f", loss {format_value(status.loss)}" if status.loss is not None else ""
+        ev = f", eval loss {format_value(status.eval_loss)}" if status.eval_loss is not None else ""
         console.print(f"[green]completed[/] {run.id}: {status.step} steps{loss}{ev}")
         console.print(f"  model: {run.final}")
         if status.method == "reward":
@@ -153,7 +162,8 @@ def _print_outcome(run, status) -> None:
             scores = {k: last[k] for k in ("eval_accuracy", "eval_margin") if k in last}
             if scores:
                 console.print(
-                    "  eval:  " + ", ".join(f"{k.removeprefix('eval_')} {v:.3f}" for k, v in scores.items())
+                    "  eval:  "
+                    + ", ".join(f"{k.removeprefix('eval_')} {format_value(v)}" for k, v in scores.items())
                 )
             console.print(f"  try:   tui-ft train grpo-lora --set 'rewards.models=[{run.id}]'")
         else:
@@ -223,9 +233,15 @@ def cmd_resume(args, ws: Workspace) -> int:
     final = run.read_status()
     if args.json:
         print_json(
-            {"id": run.id, "state": final.state, "step": final.step, "loss": final.loss, "error": final.error}
+            {
+                "id": run.id,
+                "state": final.state if final else None,
+                "step": final.step if final else None,
+                "loss": final.loss if final else None,
+                "error": final.error if final else None,
+            }
         )
-    else:
+    elif final is not None:
         _print_outcome(run, final)
     return code
 

@@ -1,7 +1,9 @@
 """The run list: one row per run directory of a workspace, newest first, shared by the CLI and the UI.
 
 `RunsIndex` gives the rows from status.json and a bounded tail of events.jsonl, cached by file size and
-modification time, so listing a workspace on every refresh stays cheap. No textual, no torch.
+modification time, so listing a workspace on every refresh stays cheap. A run whose status.json is
+missing, unreadable or ill-typed is a row in the state `unreadable` with the reason: it never hides
+the others. No textual, no torch.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui_ft.runs.registry import ACTIVE_STATES, pid_alive
-from tui_ft.runs.registry import refresh as refresh_status
-from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status, file_key
+from tui_ft.runs.registry import ACTIVE_STATES, pid_alive, require_status
+from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status, StatusError, file_key
 from tui_ft.workspace import Workspace
 
 
@@ -42,6 +43,8 @@ class RunRow:
     ended: float | None
     duration_s: float | None
     path: Path
+    error_hint: str | None = None
+    last_checkpoint: str | None = None
 
     @property
     def state_label(self) -> str:
@@ -58,10 +61,22 @@ class RunRow:
         return all(word in haystack for word in text.lower().split())
 
     def to_json(self) -> dict[str, Any]:
+        """Every field, plus `state_label`, and `loss`, `eval_loss` and `error` as `tui-ft runs --json`
+        has always written them."""
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data["path"] = str(self.path)
         data["state_label"] = self.state_label
+        data["loss"], data["eval_loss"] = self.last_loss, self.last_eval_loss
+        data["error"] = (
+            {"kind": self.error_kind, "message": self.error_message, "hint": self.error_hint}
+            if self.error_kind or self.error_message
+            else None
+        )
         return data
+
+
+UNREADABLE = "unreadable"  # the state of a row whose status.json cannot be read
+NEW_RUN_GRACE_S = 30  # a folder this young without a status.json is a run being created, not listed
 
 
 TAIL_BYTES = 16384  # how much of events.jsonl a run-list row reads, from the end
@@ -132,7 +147,13 @@ class RunsIndex:
             del self._cache[gone]
         return rows
 
-    def _row(self, path: Path, now: float) -> RunRow | None:
+    def row(self, run: RunDir, now: float | None = None) -> RunRow:
+        """The row of one run (an `unreadable` one when its status.json cannot be read)."""
+        row = self._row(run.path, time.time() if now is None else now, include_new=True)
+        assert row is not None
+        return row
+
+    def _row(self, path: Path, now: float, include_new: bool = False) -> RunRow | None:
         run = RunDir(path)
         key = (file_key(run.status_file), file_key(run.events_file))
         cached = self._cache.get(run.id)
@@ -142,9 +163,15 @@ class RunsIndex:
                 return row
             if pid_alive(row.pid):  # still running: only its duration moves
                 return _with_duration(row, now)
-        status = refresh_status(run)  # crash detection for a run whose runner is gone
-        if status is None:
-            return None
+        try:
+            status = require_status(run)  # with crash detection for a run whose runner is gone
+        except StatusError as exc:
+            if not include_new and key[0] is None and _younger_than(run.path, NEW_RUN_GRACE_S, now):
+                return None  # being created: its status.json is written next
+            row = unreadable_row(run, exc)
+            self._cache[run.id] = (key, row)
+            self.rows_built += 1
+            return row
         key = (file_key(run.status_file), key[1])
         loss, eval_loss = tail_metrics(run.events_file)
         row = row_from_status(run, status, loss, eval_loss, now)
@@ -159,6 +186,42 @@ def _state_matches(state: str, wanted: str) -> bool:
     if wanted == "final":
         return state in FINAL_STATES
     return state == wanted
+
+
+def _younger_than(path: Path, seconds: float, now: float) -> bool:
+    try:
+        return now - os.stat(path).st_mtime < seconds
+    except OSError:
+        return True  # gone since it was listed
+
+
+def unreadable_row(run: RunDir, error: StatusError) -> RunRow:
+    """The row of a run whose status.json cannot be read: its id, the state `unreadable`, the reason."""
+    try:
+        created = os.stat(run.path).st_mtime
+    except OSError:
+        created = 0.0
+    return RunRow(
+        id=run.id,
+        name=run.id,
+        method="",
+        adapter=None,
+        model=None,
+        state=UNREADABLE,
+        pid=None,
+        error_kind=UNREADABLE,
+        error_message=str(error),
+        step=0,
+        max_steps=None,
+        progress=None,
+        last_loss=None,
+        last_eval_loss=None,
+        created=created,
+        started=None,
+        ended=None,
+        duration_s=None,
+        path=run.path,
+    )
 
 
 def _with_duration(row: RunRow, now: float) -> RunRow:
@@ -200,4 +263,6 @@ def row_from_status(
         ended=status.ended,
         duration_s=duration,
         path=run.path,
+        error_hint=error.get("hint"),
+        last_checkpoint=status.last_checkpoint,
     )
