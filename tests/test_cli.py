@@ -180,3 +180,61 @@ def test_deepspeed_launcher_without_deepspeed_says_so(cli_env):
     )
     assert_clean_failure(proc)
     assert "DeepSpeed" in proc.stderr and "tui-ft[deepspeed]" in proc.stderr
+
+
+@pytest.fixture()
+def broken_runs_env(cli_env, tmp_path):
+    """A workspace of its own holding a good run, one whose status.json is ill-typed, and a later one."""
+    from tui_ft.runs.rundir import RunDir, Status
+
+    home = tmp_path / "home"
+    for run_id, state in [("20260101-000001-sft", "completed"), ("20260101-000003-dpo", "stopped")]:
+        run = RunDir(home / "runs" / run_id)
+        run.path.mkdir(parents=True)
+        run.write_status(
+            Status(id=run_id, name=run_id[16:], method=run_id[16:], state=state, step=2, loss=0.5)
+        )
+    bad = RunDir(home / "runs" / "20260101-000002-bad")
+    bad.path.mkdir()
+    bad.status_file.write_text(json.dumps({"id": bad.id, "name": "bad", "method": "sft", "step": "5"}))
+    return dict(cli_env, TUI_FT_HOME=str(home)), bad
+
+
+def test_runs_lists_an_unreadable_run_and_the_runs_after_it(broken_runs_env):
+    env, bad = broken_runs_env
+    proc = tui_ft(env, "runs")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines() if line.startswith(" 2026")]
+    assert [(cols[0], cols[2]) for cols in lines] == [  # newest first, as the UI lists them
+        ("20260101-000003-dpo", "stopped"),
+        ("20260101-000002-bad", "unreadable"),
+        ("20260101-000001-sft", "completed"),
+    ]
+    assert f'{bad.status_file}: step: expected an integer, got "5"' in proc.stdout
+    listed = json.loads(tui_ft(env, "runs", "--json").stdout)
+    assert [(r["id"], r["state"]) for r in listed] == [
+        ("20260101-000003-dpo", "stopped"),
+        ("20260101-000002-bad", "unreadable"),
+        ("20260101-000001-sft", "completed"),
+    ]
+    assert listed[0]["loss"] == 0.5 and "step: expected an integer" in listed[1]["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "bad"],
+        ["resume", "bad"],
+        ["logs", "bad"],
+        ["stop", "bad"],
+        ["watch", "bad"],
+        ["export", "bad", "--out", "exported"],
+        ["generate", "20260101-000002-bad", "--prompt", "hi"],
+    ],
+)
+def test_a_command_given_an_unreadable_run_exits_2_naming_its_status_file(broken_runs_env, tmp_path, args):
+    env, bad = broken_runs_env
+    proc = tui_ft(env, *args, cwd=tmp_path)
+    assert_clean_failure(proc)
+    assert f'tui-ft: {bad.status_file}: step: expected an integer, got "5"' in proc.stderr

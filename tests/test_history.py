@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tui_ft.runs.history import RunHistory, RunsIndex, tail_metrics
+from tui_ft.runs.history import RunHistory
+from tui_ft.runs.listing import RunsIndex, tail_metrics
 from tui_ft.runs.rundir import EventWriter, RunDir, Status
 from tui_ft.workspace import Workspace
 
@@ -450,3 +451,59 @@ def test_tail_metrics_reads_a_bounded_tail(tmp_path):
     loss, eval_loss = tail_metrics(path, max_bytes=4096)
     assert loss == pytest.approx(1.5)
     assert eval_loss is None  # beyond the tail: the row falls back to status.json's eval_loss
+
+
+def test_an_unreadable_status_is_a_row_and_never_hides_later_runs(tmp_path):
+    """A status.json with `"step": "5"` once raised a TypeError here and emptied the list for good."""
+    ws = Workspace(tmp_path).ensure()
+    make_run(ws.runs, "20260101-000001-sft", state="completed", step=2)
+    bad = RunDir(ws.runs / "20260101-000002-bad")
+    bad.path.mkdir()
+    bad.status_file.write_text('{"id": "20260101-000002-bad", "name": "bad", "method": "sft", "step": "5"}')
+    torn = RunDir(ws.runs / "20260101-000003-torn")
+    torn.path.mkdir()
+    torn.status_file.write_text('{"id": "20260101-000003-torn", "na')
+    make_run(ws.runs, "20260101-000004-dpo", method="dpo", state="stopped", step=3)
+    index = RunsIndex(ws)
+    rows = {r.id: r for r in index.rows()}
+    assert list(rows) == [
+        "20260101-000004-dpo",
+        "20260101-000003-torn",
+        "20260101-000002-bad",
+        "20260101-000001-sft",
+    ]
+    assert rows["20260101-000004-dpo"].state == "stopped" and rows["20260101-000001-sft"].step == 2
+    unreadable = rows["20260101-000002-bad"]
+    assert unreadable.state == unreadable.state_label == "unreadable"
+    assert (
+        str(bad.status_file) in unreadable.error_message
+        and "step: expected an integer" in unreadable.error_message
+    )
+    assert "not JSON" in rows["20260101-000003-torn"].error_message
+    assert [r.id for r in index.rows(state="final")] == ["20260101-000004-dpo", "20260101-000001-sft"]
+
+    bad.write_status(Status(id=bad.id, name="bad", method="sft", state="completed", step=5))  # repaired
+    assert index.row(bad).state == "completed" and index.row(bad).step == 5
+
+
+def test_a_folder_being_created_is_not_listed_until_it_has_a_status(tmp_path):
+    ws = Workspace(tmp_path).ensure()
+    fresh = RunDir(ws.runs / "20260101-000001-sft")
+    fresh.path.mkdir()  # create_run writes its status.json next
+    assert RunsIndex(ws).rows() == []
+    os.utime(fresh.path, (time.time() - 3600, time.time() - 3600))  # an old folder without one: unreadable
+    (row,) = RunsIndex(ws).rows()
+    assert row.state == "unreadable" and "no such file" in row.error_message
+
+
+def test_ill_typed_status_and_events_do_not_break_a_run_history(tmp_path):
+    run = make_run(tmp_path, state="running", pid=dead_pid())
+    run.status_file.write_text(run.status_file.read_text().replace('"step": 0', '"step": "5"'))
+    with open(run.events_file, "w") as fh:
+        fh.write('{"t": 1, "type": "train", "step": "5", "loss": 1.0}\n')  # a string step: skipped
+        fh.write('{"t": "x", "type": "train", "step": 6, "loss": 1.0}\n')  # a string time: skipped
+        fh.write('{"t": 2, "type": "train", "step": 7, "loss": 0.5}\n')
+    history = RunHistory(run)
+    result = history.refresh()
+    assert result.events == 1 and history.series("loss").steps == (7,)
+    assert history.status is None and history.progress().step == 7

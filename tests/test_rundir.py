@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 
-from tui_ft.runs.registry import find_run, list_runs, refresh
+from tui_ft.runs.listing import RunsIndex
+from tui_ft.runs.registry import find_run, refresh
 from tui_ft.runs.rundir import EventWriter, RunDir, Status, new_run_id, read_events
 from tui_ft.workspace import Workspace
 
@@ -75,7 +76,7 @@ def test_a_run_whose_process_is_gone_is_crashed(tmp_path):
     status = refresh(run)
     assert status.state == "crashed"
     assert "Killed" in status.error["message"] and run.id in status.error["hint"]
-    assert [i.status.state for i in list_runs(ws)] == ["crashed"]
+    assert [row.state for row in RunsIndex(ws).rows()] == ["crashed"]
     assert find_run(ws, "last").id == run.id
     assert find_run(ws, "000000-x").id == run.id
 
@@ -110,3 +111,49 @@ def test_model_reference_last_is_the_newest_finished_run(tmp_path):
         and ckpt.adapter
         and ckpt.base == "/m"
     )
+
+
+def test_status_fields_are_type_checked_and_the_error_names_file_and_field(tmp_path):
+    import pytest
+
+    from tui_ft.runs.registry import require_status
+    from tui_ft.runs.rundir import StatusError
+
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    with pytest.raises(StatusError, match="no such file"):
+        require_status(run)
+    fields = {"id": "r", "name": "r", "method": "sft", "state": "completed"}
+    for bad, message in [
+        ({"step": "5"}, 'step: expected an integer, got "5"'),
+        ({"pid": True}, "pid: expected an integer, got true"),
+        ({"loss": "low"}, "loss: expected a number"),
+        ({"devices": [0]}, "devices: expected a list of strings"),
+        ({"error": "boom"}, "error: expected an object"),
+        ({"method": None}, "method: expected a value, got null"),
+    ]:
+        run.status_file.write_text(json.dumps(fields | bad))
+        assert run.read_status() is None
+        with pytest.raises(StatusError) as err:
+            require_status(run)
+        assert str(err.value).startswith(f"{run.status_file}: {message}")
+        assert err.value.exit_status == 2
+    run.status_file.write_text("[1, 2]")
+    with pytest.raises(StatusError, match="expected a JSON object"):
+        require_status(run)
+    run.status_file.write_text(json.dumps(fields | {"step": 5, "loss": 1, "created": 10}))
+    assert require_status(run).step == 5  # an integer where a float is expected is a number
+
+
+def test_events_with_ill_typed_keys_are_skipped(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"t": 1, "type": "train", "step": "5", "loss": 1.0}\n'
+        '{"t": 1, "type": 7, "step": 5}\n'
+        '{"t": true, "type": "train", "step": 5}\n'
+        '{"t": 1, "type": "train", "step": 5.5}\n'
+        '{"t": 1, "type": "train", "step": 6, "loss": 0.5}\n'
+        '{"type": "message", "text": "no t, no step: fine"}\n'
+    )
+    got, _ = read_events(path)
+    assert [(e["type"], e.get("step")) for e in got] == [("train", 6), ("message", None)]

@@ -399,8 +399,7 @@ def supervise(run_dir: Path, *, resume: bool) -> int:
     import subprocess
 
     from tui_ft.engine.callbacks import StopRequest
-    from tui_ft.runs.queue import DeviceSlot, run_devices, wait_for_slot
-    from tui_ft.runs.registry import list_runs
+    from tui_ft.runs.queue import DeviceSlot, queued_before, run_devices, wait_for_slot
 
     run = RunDir(run_dir)
     ws = Workspace(run.path.parent.parent)
@@ -421,13 +420,7 @@ def supervise(run_dir: Path, *, resume: bool) -> int:
     slot = DeviceSlot(ws, devices)
 
     def earlier_waiting() -> bool:
-        return any(
-            info.status.state == "queued"
-            and info.status.created < status.created
-            and info.status.id != status.id
-            and set(info.status.devices or []) & set(devices)
-            for info in list_runs(ws)
-        )
+        return queued_before(ws, status, devices)
 
     def on_wait() -> None:
         status.state = "queued"

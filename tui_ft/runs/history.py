@@ -1,23 +1,18 @@
-"""One run's history, read incrementally from its files, and the rows of the run list.
+"""One run's history, read incrementally from its files.
 
 `RunHistory` tails a run directory the way the dashboard needs it: each `refresh()` reads only the
 bytes appended to events.jsonl since the previous one (a torn last line waits in memory for its end),
 turns every numeric key of `train`/`eval` events into a series (step -> value, with wall time), the
 `system` events into per-GPU and CPU/RAM series over time, and applies `resume` events (a resumed
 run supersedes the earlier segment's steps after its checkpoint; docs/events.md). The full history
-is kept; `downsample(name, width)` reduces a series for drawing without losing its extremes,
-incrementally, so a refresh costs in proportion to what was appended, not to the run's length.
-
-`RunsIndex` gives the run list's rows from status.json and a bounded tail of events.jsonl, cached by
-file size and modification time, so listing a workspace on every refresh stays cheap.
+is kept; `downsample(name, width)` reduces a series for drawing without losing its extremes
+(runs/series.py). The run list's rows are runs/listing.py.
 
 No textual, no torch: the UI and the command line both use this.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import threading
 import time
@@ -28,8 +23,8 @@ from typing import Any
 
 from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint, list_checkpoints, pid_alive
 from tui_ft.runs.registry import refresh as refresh_status
-from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status, parse_event_lines
-from tui_ft.workspace import Workspace
+from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status, file_key, parse_event_lines
+from tui_ft.runs.series import Series, SeriesPoints
 
 METRIC_EVENTS = ("train", "eval")
 # Keys of train/eval events that are not metrics.
@@ -45,168 +40,6 @@ SYSTEM_KEYS = (
 )
 GPU_KEYS = ("memory_used_mb", "memory_total_mb", "utilization_pct", "temperature_c", "power_w")
 RATE_WINDOW = 20  # (time, step) samples behind the step rate used for the ETA
-
-
-# ------------------------------------------------------------------------------------------------
-# series and downsampling
-
-
-class Series:
-    """One metric's full history: parallel lists of steps, values and wall times, in arrival order.
-
-    `generation` changes when points are removed (a resume superseded them), so caches built on the
-    old points know to start over; `len()` growing is the only other change.
-    """
-
-    __slots__ = ("name", "steps", "values", "times", "generation", "_samplers")
-
-    def __init__(self, name: str):
-        self.name = name
-        self.steps: list[int | None] = []
-        self.values: list[float] = []
-        self.times: list[float] = []
-        self.generation = 0
-        self._samplers: dict[int, _Downsampler] = {}
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def append(self, step: int | None, value: float, t: float) -> None:
-        self.steps.append(step)
-        self.values.append(value)
-        self.times.append(t)
-
-    def drop_after(self, step: int) -> int:
-        """Remove the trailing points logged after `step`; how many were removed."""
-        n = len(self.steps)
-        keep = n
-        while keep > 0 and (self.steps[keep - 1] or 0) > step:
-            keep -= 1
-        if keep < n:
-            del self.steps[keep:], self.values[keep:], self.times[keep:]
-            self.generation += 1
-        return n - keep
-
-    def last(self) -> float | None:
-        return self.values[-1] if self.values else None
-
-    def points(self) -> SeriesPoints:
-        """A copy of every point (the full history)."""
-        return SeriesPoints(self.name, tuple(self.steps), tuple(self.values), tuple(self.times))
-
-    def downsample(self, width: int) -> SeriesPoints:
-        """At most `2 * width + 2` points keeping each bucket's extremes (see `_Downsampler`)."""
-        sampler = self._samplers.get(width)
-        if sampler is None:
-            sampler = self._samplers[width] = _Downsampler(width)
-        return sampler.update(self)
-
-
-@dataclass(frozen=True)
-class SeriesPoints:
-    """An immutable set of points of one series, ready to draw (x = steps or times)."""
-
-    name: str
-    steps: tuple[int | None, ...]
-    values: tuple[float, ...]
-    times: tuple[float, ...]
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
-class _Downsampler:
-    """Min/max bucket downsampling of one series for one width, updated incrementally.
-
-    The points are cut into buckets of `size` consecutive points, `size` a power of two chosen so there
-    are at most `width` buckets; when a series outgrows that, neighbouring buckets merge (size doubles).
-    Each bucket remembers the index of its smallest and largest value and of its first NaN (infinities
-    order as numbers). A bucket contributes its min and max, in order (a bucket with a NaN: the NaN and
-    its max, the spike that usually comes with it), and the
-    first and last points of the series are always kept. Appending k points costs O(k) (plus O(width)
-    when buckets merge); removing points (a resume) rebuilds once, in O(n).
-    """
-
-    __slots__ = ("width", "size", "full", "partial", "covered", "generation", "_cache")
-
-    def __init__(self, width: int):
-        if width < 1:
-            raise ValueError(f"width must be at least 1, got {width}")
-        self.width = width
-        self._reset(-1)
-
-    def _reset(self, generation: int) -> None:
-        self.size = 1
-        self.full: list[tuple[int, int, int]] = []  # (min index, max index, first non-finite or -1)
-        self.partial: tuple[int, int, int] | None = None
-        self.covered = 0  # points folded into full + partial
-        self.generation = generation
-        self._cache: tuple[int, SeriesPoints] | None = None
-
-    @staticmethod
-    def _merge(values: list[float], a: tuple[int, int, int] | None, b: tuple[int, int, int]):
-        """The aggregate of two neighbouring buckets (a before b)."""
-        if a is None:
-            return b
-        lo = a[0] if a[0] >= 0 and (b[0] < 0 or values[a[0]] <= values[b[0]]) else b[0]
-        hi = a[1] if a[1] >= 0 and (b[1] < 0 or values[a[1]] >= values[b[1]]) else b[1]
-        return (lo, hi, a[2] if a[2] >= 0 else b[2])
-
-    @staticmethod
-    def _point(values: list[float], i: int) -> tuple[int, int, int]:
-        # inf orders like any number (a spike); only NaN cannot be compared and is kept as a marker
-        return (-1, -1, i) if math.isnan(values[i]) else (i, i, -1)
-
-    def update(self, series: Series) -> SeriesPoints:
-        values = series.values
-        n = len(values)
-        if series.generation != self.generation or n < self.covered:
-            self._reset(series.generation)
-        if self._cache is not None and self._cache[0] == n:
-            return self._cache[1]
-        merge, point = self._merge, self._point
-        for i in range(self.covered, n):
-            self.partial = merge(values, self.partial, point(values, i))
-            self.covered = i + 1
-            if self.covered % self.size == 0:
-                self.full.append(self.partial)  # type: ignore[arg-type]
-                self.partial = None
-                if len(self.full) + 1 > self.width:
-                    self._coarsen(values)
-        result = self._emit(series, n)
-        self._cache = (n, result)
-        return result
-
-    def _coarsen(self, values: list[float]) -> None:
-        """Double the bucket size: merge pairs of full buckets; an odd one out starts the partial."""
-        full = self.full
-        merged = [self._merge(values, full[i], full[i + 1]) for i in range(0, len(full) - 1, 2)]
-        odd = full[-1] if len(full) % 2 else None
-        self.size *= 2
-        self.full = merged
-        if odd is not None:
-            self.partial = odd if self.partial is None else self._merge(values, odd, self.partial)
-
-    def _emit(self, series: Series, n: int) -> SeriesPoints:
-        if n <= 2 * self.width + 2:
-            return series.points() if n else SeriesPoints(series.name, (), (), ())
-        indices = {0, n - 1}
-        buckets = self.full + ([self.partial] if self.partial is not None else [])
-        for lo, hi, bad in buckets:
-            if bad >= 0:
-                indices.add(bad)
-                if hi >= 0:
-                    indices.add(hi)
-            else:
-                indices.add(lo)
-                indices.add(hi)
-        order = sorted(indices)
-        return SeriesPoints(
-            series.name,
-            tuple(series.steps[i] for i in order),
-            tuple(series.values[i] for i in order),
-            tuple(series.times[i] for i in order),
-        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -431,7 +264,7 @@ class RunHistory:
 
     def _refresh_status(self) -> None:
         """Re-read status.json when it changed (stat first); mark a dead runner's run crashed."""
-        key = _file_key(self.run.status_file)  # a rewrite is a rename: a new inode
+        key = file_key(self.run.status_file)  # a rewrite is a rename: a new inode
         if key is not None and (key != self._status_key or self.status is None):
             status = self.run.read_status()
             if status is not None:
@@ -588,200 +421,3 @@ class RunHistory:
             for raw in complete.decode("utf-8", "replace").splitlines():
                 self._log_lines.append(raw)
             self._log_key = (st.st_ino, st.st_size)
-
-
-# ------------------------------------------------------------------------------------------------
-# the run list
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One row of the run list."""
-
-    id: str
-    name: str
-    method: str
-    adapter: str | None
-    model: str | None
-    state: str
-    pid: int | None
-    error_kind: str | None
-    error_message: str | None
-    step: int
-    max_steps: int | None
-    progress: float | None
-    last_loss: float | None
-    last_eval_loss: float | None
-    created: float
-    started: float | None
-    ended: float | None
-    duration_s: float | None
-    path: Path
-
-    @property
-    def state_label(self) -> str:
-        """`failed (oom)`, `crashed`, `running`: the state with the error kind where it adds something."""
-        if self.error_kind and self.error_kind != self.state:
-            return f"{self.state} ({self.error_kind})"
-        return self.state
-
-    def matches(self, text: str) -> bool:
-        """Every word of `text` occurs (case-insensitively) in the id, name, method, adapter, model or state."""
-        haystack = " ".join(
-            str(v) for v in (self.id, self.name, self.method, self.adapter, self.model, self.state_label) if v
-        ).lower()
-        return all(word in haystack for word in text.lower().split())
-
-    def to_json(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        data["path"] = str(self.path)
-        data["state_label"] = self.state_label
-        return data
-
-
-TAIL_BYTES = 16384  # how much of events.jsonl a run-list row reads, from the end
-
-
-def tail_metrics(path: Path, max_bytes: int = TAIL_BYTES) -> tuple[float | None, float | None]:
-    """The last `loss` and `eval_loss` within the last `max_bytes` of an events file."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
-        return None, None
-    loss = eval_loss = None
-    for raw in reversed(data.splitlines()):
-        if loss is not None and eval_loss is not None:
-            break
-        if b'"loss"' not in raw and b'"eval_loss"' not in raw:
-            continue
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            continue  # the cut first line, or a torn last one
-        if not isinstance(event, dict):
-            continue
-        if loss is None and event.get("type") == "train" and isinstance(event.get("loss"), (int, float)):
-            loss = float(event["loss"])
-        if (
-            eval_loss is None
-            and event.get("type") == "eval"
-            and isinstance(event.get("eval_loss"), (int, float))
-        ):
-            eval_loss = float(event["eval_loss"])
-    return loss, eval_loss
-
-
-class RunsIndex:
-    """The rows of a workspace's run list, re-read per run only when its files changed."""
-
-    def __init__(self, ws: Workspace):
-        self.ws = ws
-        self._cache: dict[str, tuple[tuple, RunRow]] = {}
-        self.rows_built = 0  # rows (re)built from files, for tests and benchmarks
-
-    def rows(self, text: str = "", state: str | None = None, now: float | None = None) -> list[RunRow]:
-        """Every run, newest first, filtered by `text` (words in id/name/method/...) and `state`
-        (a state, or `active` / `final`)."""
-        now = time.time() if now is None else now
-        rows = []
-        root = self.ws.runs
-        seen = set()
-        if root.is_dir():
-            for entry in sorted(os.scandir(root), key=lambda e: e.name, reverse=True):
-                if not entry.is_dir():
-                    continue
-                seen.add(entry.name)
-                row = self._row(Path(entry.path), now)
-                if row is None:
-                    continue
-                if state and not _state_matches(row.state, state):
-                    continue
-                if text and not row.matches(text):
-                    continue
-                rows.append(row)
-        for gone in set(self._cache) - seen:
-            del self._cache[gone]
-        return rows
-
-    def _row(self, path: Path, now: float) -> RunRow | None:
-        run = RunDir(path)
-        key = (_file_key(run.status_file), _file_key(run.events_file))
-        cached = self._cache.get(run.id)
-        if cached is not None and cached[0] == key:
-            row = cached[1]
-            if row.state not in ACTIVE_STATES:
-                return row
-            if pid_alive(row.pid):  # still running: only its duration moves
-                return _with_duration(row, now)
-        status = refresh_status(run)  # crash detection for a run whose runner is gone
-        if status is None:
-            return None
-        key = (_file_key(run.status_file), key[1])
-        loss, eval_loss = tail_metrics(run.events_file)
-        row = row_from_status(run, status, loss, eval_loss, now)
-        self._cache[run.id] = (key, row)
-        self.rows_built += 1
-        return row
-
-
-def _file_key(path: Path) -> tuple[int, int, int] | None:
-    """(inode, mtime, size): changes on every append and on every atomic replace."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def _state_matches(state: str, wanted: str) -> bool:
-    if wanted == "active":
-        return state in ACTIVE_STATES
-    if wanted == "final":
-        return state in FINAL_STATES
-    return state == wanted
-
-
-def _with_duration(row: RunRow, now: float) -> RunRow:
-    from dataclasses import replace
-
-    if row.started is None or row.ended is not None:
-        return row
-    return replace(row, duration_s=max(0.0, now - row.started))
-
-
-def row_from_status(
-    run: RunDir, status: Status, loss: float | None, eval_loss: float | None, now: float | None = None
-) -> RunRow:
-    """A run-list row from a status and the losses found at the end of its events."""
-    now = time.time() if now is None else now
-    error = status.error or {}
-    duration = None
-    if status.started:
-        end = status.ended if status.ended else (now if status.state in ACTIVE_STATES else status.updated)
-        duration = max(0.0, end - status.started)
-    progress = min(1.0, status.step / status.max_steps) if status.max_steps else None
-    return RunRow(
-        id=status.id or run.id,
-        name=status.name,
-        method=status.method,
-        adapter=status.adapter,
-        model=status.model,
-        state=status.state,
-        pid=status.pid,
-        error_kind=error.get("kind"),
-        error_message=error.get("message"),
-        step=status.step,
-        max_steps=status.max_steps,
-        progress=progress,
-        last_loss=loss if loss is not None else status.loss,
-        last_eval_loss=eval_loss if eval_loss is not None else status.eval_loss,
-        created=status.created,
-        started=status.started,
-        ended=status.ended,
-        duration_s=duration,
-        path=run.path,
-    )

@@ -52,12 +52,13 @@ def resume_run(run: RunDir, *, detach: bool):
     `tui-ft resume` and the Runs screen's Resume do). Returns (process, checkpoint); UserError when the
     run is not in a state to resume or has no complete checkpoint."""
     from tui_ft.errors import UserError
-    from tui_ft.runs.registry import last_complete_checkpoint, refresh
+    from tui_ft.runs.registry import last_complete_checkpoint, require_status
 
-    status = refresh(run)
-    if status is None or status.state not in ("stopped", "failed", "crashed"):
-        state = status.state if status else "unknown"
-        raise UserError(f"run {run.id} is {state}; only stopped, failed or crashed runs resume", field="RUN")
+    status = require_status(run)  # exit 2 naming status.json when it cannot be read
+    if status.state not in ("stopped", "failed", "crashed"):
+        raise UserError(
+            f"run {run.id} is {status.state}; only stopped, failed or crashed runs resume", field="RUN"
+        )
     last = last_complete_checkpoint(run)
     if last is None:
         raise UserError(

@@ -13,6 +13,8 @@ import os
 import time
 from collections.abc import Callable
 
+from tui_ft.runs.registry import refresh
+from tui_ft.runs.rundir import RunDir, Status
 from tui_ft.workspace import Workspace
 
 
@@ -64,6 +66,23 @@ class DeviceSlot:
             finally:
                 os.close(fd)
         self._handles = []
+
+
+def queued_before(ws: Workspace, status: Status, devices: list[str]) -> bool:
+    """Whether another run, queued before the run of `status`, still waits for one of `devices`."""
+    if not ws.runs.is_dir():
+        return False
+    for path in sorted(p for p in ws.runs.iterdir() if p.is_dir()):
+        other = refresh(RunDir(path))  # crash detection: a dead queued run no longer waits
+        if (
+            other is not None
+            and other.state == "queued"
+            and other.created < status.created
+            and other.id != status.id
+            and set(other.devices or []) & set(devices)
+        ):
+            return True
+    return False
 
 
 def wait_for_slot(

@@ -1,4 +1,5 @@
-"""The runs in a workspace: listing, finding by id, crash detection, stopping, checkpoints.
+"""The runs in a workspace: finding by id, crash detection, stopping, checkpoints (the run list is
+runs/listing.py).
 
 Cheap (reads small files, no torch), so the UI can call it on every refresh.
 """
@@ -57,9 +58,20 @@ def log_tail(run: RunDir, lines: int = 20) -> list[str]:
 
 
 def refresh(run: RunDir) -> Status | None:
-    """The run's status, marking it `crashed` when its process is gone while its state is not final."""
+    """The run's status, marking it `crashed` when its process is gone while its state is not final;
+    None when its status.json is missing or unreadable."""
     status = run.read_status()
-    if status is None or status.is_final or status.state not in ACTIVE_STATES:
+    return None if status is None else _check_alive(run, status)
+
+
+def require_status(run: RunDir) -> Status:
+    """The run's status as `refresh` gives it, for a command that takes a run: a missing, unreadable or
+    ill-typed status.json is a rundir.StatusError (exit 2) naming the file and what is wrong with it."""
+    return _check_alive(run, run.load_status())
+
+
+def _check_alive(run: RunDir, status: Status) -> Status:
+    if status.is_final or status.state not in ACTIVE_STATES:
         return status
     if pid_alive(status.pid):
         return status
@@ -81,47 +93,6 @@ def refresh(run: RunDir) -> Status | None:
     }
     run.write_status(status)
     return status
-
-
-@dataclass
-class RunInfo:
-    run: RunDir
-    status: Status
-
-    def to_json(self) -> dict:
-        s = self.status
-        return {
-            "id": s.id,
-            "name": s.name,
-            "method": s.method,
-            "state": s.state,
-            "step": s.step,
-            "max_steps": s.max_steps,
-            "loss": s.loss,
-            "eval_loss": s.eval_loss,
-            "started": s.started,
-            "ended": s.ended,
-            "created": s.created,
-            "pid": s.pid,
-            "model": s.model,
-            "adapter": s.adapter,
-            "error": s.error,
-            "last_checkpoint": s.last_checkpoint,
-            "path": str(self.run.path),
-        }
-
-
-def list_runs(ws: Workspace) -> list[RunInfo]:
-    """Every run with a readable status, oldest first (run ids sort by time)."""
-    if not ws.runs.is_dir():
-        return []
-    infos = []
-    for path in sorted(p for p in ws.runs.iterdir() if p.is_dir()):
-        run = RunDir(path)
-        status = refresh(run)
-        if status is not None:
-            infos.append(RunInfo(run, status))
-    return infos
 
 
 def find_run(ws: Workspace, ref: str) -> RunDir:
@@ -201,9 +172,7 @@ def request_stop(run: RunDir, *, now: bool = False) -> Status:
 
     A second graceful request is treated as `now`. A queued run simply leaves the queue.
     """
-    status = refresh(run)
-    if status is None:
-        raise UserError(f"run {run.id} has no status", field="RUN")
+    status = require_status(run)
     if status.is_final:
         raise UserError(f"run {run.id} is already {status.state}", field="RUN")
     already = run.stop_file.exists()

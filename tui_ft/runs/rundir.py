@@ -20,8 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tui_ft.errors import UserError
+
 STATES = ("queued", "starting", "running", "stopping", "stopped", "completed", "failed", "crashed")
 FINAL_STATES = ("stopped", "completed", "failed", "crashed")
+
+
+class StatusError(UserError):
+    """A status.json that is missing, not JSON, or whose fields have the wrong types (exit 2)."""
 
 
 @dataclass
@@ -50,13 +56,48 @@ class Status:
     adapter: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Status:
+    def from_dict(cls, data: Any, path: Path | str | None = None) -> Status:
+        """A status from status.json's object; unknown keys are ignored (a newer writer's), known ones
+        are checked against their types. StatusError (naming `path` and the field) otherwise."""
+        if not isinstance(data, dict):
+            raise StatusError(f"expected a JSON object, got {type(data).__name__}", path=path)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for name in ("id", "name", "method"):
+            if name not in known:
+                raise StatusError("missing", path=path, field=name)
+        for name, value in known.items():
+            problem = _type_problem(cls.__dataclass_fields__[name].type, value)
+            if problem:
+                raise StatusError(problem, path=path, field=name)
         return cls(**known)
 
     @property
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
+
+
+# The types of Status's fields (as annotated), and how to check a JSON value against each.
+_JSON_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
+    "str": ("a string", (str,)),
+    "int": ("an integer", (int,)),
+    "float": ("a number", (int, float)),
+    "dict[str, Any]": ("an object", (dict,)),
+    "list[str]": ("a list of strings", (list,)),
+}
+
+
+def _type_problem(annotation: Any, value: Any) -> str | None:
+    """What is wrong with `value` for a field annotated `annotation` (a string, as postponed), or None."""
+    base = str(annotation)
+    optional = base.endswith(" | None")
+    base = base.removesuffix(" | None")
+    if value is None:
+        return None if optional else "expected a value, got null"
+    what, types = _JSON_TYPES[base]
+    ok = isinstance(value, types) and not isinstance(value, bool)
+    if ok and base == "list[str]":
+        ok = all(isinstance(v, str) for v in value)
+    return None if ok else f"expected {what}, got {json.dumps(value, default=str)[:60]}"
 
 
 def new_run_id(name: str, runs_root: Path, now: datetime | None = None) -> str:
@@ -79,6 +120,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)  # readers see the old file or the new one, never a half-written one
 
 
+def file_key(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime, size): changes on every append and on every atomic replace."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class RunDir:
     """Paths and small reads/writes of one run directory."""
 
@@ -97,10 +147,28 @@ class RunDir:
     final = property(lambda self: self.path / "final")
     stop_file = property(lambda self: self.path / "stop-request")
 
-    def read_status(self) -> Status | None:
+    def load_status(self) -> Status:
+        """The run's status; StatusError naming status.json when it is missing, unreadable or ill-typed."""
+        path = self.status_file
         try:
-            return Status.from_dict(json.loads(self.status_file.read_text()))
-        except (OSError, ValueError, TypeError):
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise StatusError(
+                "no such file: the run never started, or the folder is not a run", path=path
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StatusError(f"cannot be read ({exc})", path=path) from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise StatusError(f"not JSON ({exc})", path=path) from None
+        return Status.from_dict(data, path)
+
+    def read_status(self) -> Status | None:
+        """The run's status, or None when status.json is missing, unreadable or ill-typed."""
+        try:
+            return self.load_status()
+        except StatusError:
             return None
 
     def write_status(self, status: Status) -> None:
@@ -161,7 +229,8 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
 
 
 def parse_event_lines(data: bytes) -> list[dict[str, Any]]:
-    """The events in `data`, complete lines of events.jsonl; a line that is not a JSON object is skipped."""
+    """The events in `data`, complete lines of events.jsonl. A line that is not a JSON object, or whose
+    `type` is not a string, `step` not an integer or `t` not a number, is skipped (garbled)."""
     events = []
     for raw in data.splitlines():
         if not raw.strip():
@@ -170,6 +239,16 @@ def parse_event_lines(data: bytes) -> list[dict[str, Any]]:
             event = json.loads(raw)
         except ValueError:
             continue
-        if isinstance(event, dict):
+        if isinstance(event, dict) and _well_typed(event):
             events.append(event)
     return events
+
+
+def _well_typed(event: dict[str, Any]) -> bool:
+    """The keys every reader relies on have their documented types (docs/events.md)."""
+    step, t = event.get("step"), event.get("t")
+    return (
+        isinstance(event.get("type"), str)
+        and (step is None or (isinstance(step, int) and not isinstance(step, bool)))
+        and (t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)))
+    )

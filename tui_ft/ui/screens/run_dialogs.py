@@ -12,8 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
-from tui_ft.runs.history import RunRow
-from tui_ft.ui.widgets.run_format import format_value
+from tui_ft.display import format_value
+from tui_ft.runs.listing import RunRow
 
 
 class ExportDialog(ModalScreen[tuple[str, bool] | None]):

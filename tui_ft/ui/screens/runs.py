@@ -22,7 +22,8 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer
 
 from tui_ft.errors import UserError
-from tui_ft.runs.history import RunHistory, RunRow
+from tui_ft.runs.history import RunHistory
+from tui_ft.runs.listing import RunRow
 from tui_ft.ui.screens.run_dialogs import ExportDialog, OverlayDialog
 from tui_ft.ui.widgets.run_dashboard import RunDashboard, Snapshot
 from tui_ft.ui.widgets.run_format import ALERT_SEVERITY

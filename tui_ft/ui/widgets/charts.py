@@ -17,7 +17,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from tui_ft.runs.history import SeriesPoints
+from tui_ft.runs.series import SeriesPoints
 
 MIN_REDRAW_S = 2.0  # a chart is rebuilt at most this often (a plotext build costs 5-20 ms)
 # ... and at most this share of one core goes to rebuilding one chart: a chart that took 15 ms to

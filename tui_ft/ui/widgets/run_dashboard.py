@@ -24,17 +24,13 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Log, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from tui_ft.runs.history import Progress, RefreshResult, RunHistory, SeriesPoints
+from tui_ft.display import format_duration, format_value
+from tui_ft.runs.history import Progress, RefreshResult, RunHistory
 from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint
 from tui_ft.runs.rundir import RunDir, Status
+from tui_ft.runs.series import SeriesPoints
 from tui_ft.ui.widgets.charts import ChartGrid, MetricChart, short_label
-from tui_ft.ui.widgets.run_format import (
-    ALERT_SEVERITY,
-    format_duration,
-    format_value,
-    progress_bar,
-    state_text,
-)
+from tui_ft.ui.widgets.run_format import ALERT_SEVERITY, progress_bar, state_text
 
 RUN_POLL_S = 1.0  # while the run is active
 IDLE_RUN_POLL_S = 3.0  # a finished run (it may be resumed from elsewhere)

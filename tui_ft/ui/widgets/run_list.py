@@ -21,15 +21,10 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
-from tui_ft.runs.history import RunRow, RunsIndex
+from tui_ft.display import format_count, format_duration, format_started, format_value
+from tui_ft.runs.listing import RunRow, RunsIndex
 from tui_ft.runs.registry import ACTIVE_STATES
-from tui_ft.ui.widgets.run_format import (
-    format_duration,
-    format_started,
-    format_value,
-    progress_bar,
-    state_text,
-)
+from tui_ft.ui.widgets.run_format import progress_bar, state_text
 
 LIST_POLL_S = 2.0
 LIST_POLL_BEHIND_S = 5.0  # while a dashboard hides the list: only for other runs' alerts
@@ -161,7 +156,11 @@ class RunList(Vertical):
                 table.add_row(*row_cells, key=row.id)
             if current is not None and current in {r.id for r in rows}:
                 table.move_cursor(row=table.get_row_index(current), animate=False)
-        shown = f"{len(rows)} of {len(self.rows)}" if text else f"{len(self.rows)} runs"
+        shown = (
+            f"{len(rows)} of {format_count(len(self.rows), 'run')}"
+            if text
+            else format_count(len(self.rows), "run")
+        )
         self.query_one("#runs-count", Static).update(shown)
         self.query_one("#runs-empty", Static).display = not self.rows
         table.display = bool(self.rows)

@@ -258,7 +258,7 @@ class TokenPanel(Vertical):
 
     @work(thread=True, exclusive=True, group="tokenizer", exit_on_error=False)
     def _load_tokenizer(self, model: str) -> None:
-        from tui_ft.engine.stack import quiet_library_noise
+        from tui_ft.library_noise import quiet_library_noise
 
         quiet_library_noise()
         from tui_ft.engine.models import load_tokenizer

@@ -1,0 +1,161 @@
+"""`tui-ft runs`, `logs` and `watch`: list runs, show one, print its log, open its dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from tui_ft.commands import print_json
+from tui_ft.workspace import Workspace
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    runs = sub.add_parser("runs", help="list runs, or show one with its checkpoints")
+    runs.add_argument("run", nargs="?", help="a run id (or a unique part of one, or `last`)")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
+
+    logs = sub.add_parser("logs", help="print a run's output log")
+    logs.add_argument("run")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    logs.set_defaults(func=cmd_logs)
+
+    watch = sub.add_parser("watch", help="open the UI on a run's live dashboard")
+    watch.add_argument("run", help="a run id (or a unique part of one, or `last`)")
+    watch.set_defaults(func=cmd_watch)
+
+
+def cmd_runs(args, ws: Workspace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from tui_ft.display import format_duration, format_started, format_value, state_style
+    from tui_ft.runs.listing import UNREADABLE, RunsIndex
+
+    if args.run:
+        return _show_run(args, ws)
+    rows = RunsIndex(ws).rows()  # newest first, as the UI lists them
+    if args.json:
+        print_json([row.to_json() for row in rows])
+        return 0
+    if not rows:
+        print("no runs yet; start one with `tui-ft train sft-lora`")
+        return 0
+    table = Table(
+        "run", "method", "state", "step", "loss", "started", "duration", box=None, header_style="bold"
+    )
+    for row in rows:
+        steps = f"{row.step}/{row.max_steps}" if row.max_steps else str(row.step)
+        table.add_row(
+            row.id,
+            row.method or "-",
+            Text(row.state_label, style=state_style(row.state)),
+            steps if row.state != UNREADABLE else "-",
+            format_value(row.last_loss),
+            format_started(row.started or row.created),
+            format_duration(row.duration_s),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped: never truncate run ids
+    console.print(table)
+    for row in rows:
+        if row.state == UNREADABLE:  # the reason, on a line of its own: never cut
+            console.print(f"{row.id}: {row.error_message}", markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def _show_run(args, ws: Workspace) -> int:
+    """`tui-ft runs RUN`: the run's row, its method metrics and its checkpoints."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tui_ft.display import format_value
+    from tui_ft.runs.listing import RunsIndex
+    from tui_ft.runs.metrics import last_method_metrics
+    from tui_ft.runs.registry import find_run, list_checkpoints, require_status
+
+    run = find_run(ws, args.run)
+    require_status(run)  # exit 2 naming status.json when it cannot be read
+    row = RunsIndex(ws).row(run)
+    checkpoints = list_checkpoints(run)
+    doc = row.to_json() | {
+        "checkpoints": [c.to_json() for c in checkpoints],
+        "metrics": last_method_metrics(run),
+    }
+    if args.json:
+        print_json(doc)
+        return 0
+    console = Console()
+    shown = dict(doc, state=row.state_label)
+    for key in (
+        "id",
+        "state",
+        "method",
+        "model",
+        "adapter",
+        "step",
+        "max_steps",
+        "loss",
+        "eval_loss",
+        "path",
+    ):
+        value = shown[key]
+        text = format_value(value) if isinstance(value, float) else ("-" if value is None else str(value))
+        console.print(f"{key:>10}  {text}", highlight=False, markup=False)
+    if doc["metrics"]:
+        metrics = ", ".join(f"{k} {format_value(v)}" for k, v in doc["metrics"].items())
+        console.print(f"{'metrics':>10}  {metrics}", highlight=False, markup=False)
+    if row.error_message:
+        console.print(f"{'error':>10}  {row.error_message}", highlight=False, markup=False)
+        if row.error_hint:
+            console.print(f"{'hint':>10}  {row.error_hint}", highlight=False, markup=False)
+    table = Table("checkpoint", "step", "complete", "loss", "eval_loss", box=None, header_style="bold")
+    for c in checkpoints:
+        table.add_row(
+            c.path.name,
+            str(c.step),
+            "yes" if c.complete else "no (cut short)",
+            format_value(c.metrics.get("loss")),
+            format_value(c.metrics.get("eval_loss")),
+        )
+    if checkpoints:
+        console.print(table)
+    return 0
+
+
+def cmd_logs(args, ws: Workspace) -> int:
+    from tui_ft.runs.registry import find_run, refresh, require_status
+
+    run = find_run(ws, args.run)
+    require_status(run)  # exit 2 naming status.json when it cannot be read
+    offset = 0
+    while True:
+        try:
+            with open(run.log_file, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
+            sys.stdout.flush()
+            offset += len(chunk)
+        if not args.follow:
+            return 0
+        status = refresh(run)
+        if status is None or status.is_final:
+            return 0
+        time.sleep(0.3)
+
+
+def cmd_watch(args, ws: Workspace) -> int:
+    from tui_ft.runs.registry import find_run, require_status
+
+    run = find_run(ws, args.run)  # exit 2 with the closest ids before any UI appears
+    require_status(run)  # ... or naming its status.json when it cannot be read
+    from tui_ft.ui.app import run_app
+
+    return run_app(ws, start_mode="runs", start_run=run.id)

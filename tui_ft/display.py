@@ -1,0 +1,68 @@
+"""How tui-ft writes values for people, the same on the command line and in the UI: metric values,
+durations, start times, counts of things, and the colour of each run state. No textual, no rich.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+SIGNIFICANT = 4  # digits of every metric value, so a column never mixes precisions
+# The colour of each run state (a Rich style name); states not listed are written plain.
+STATE_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "starting": "cyan",
+    "stopping": "yellow",
+    "queued": "yellow",
+    "stopped": "yellow",
+    "failed": "red",
+    "crashed": "red",
+    "unreadable": "red",
+}
+
+
+def format_value(value: float | None) -> str:
+    """A metric value with 4 significant digits: `1.183`, `0.7053`, `2.000`, `4.422e-4`, `12,346`.
+
+    Below 1e-3 (and from 1e7) in scientific notation, from 1e4 as a whole number with thousands
+    separators; `-` for None, `nan`/`inf` as Python writes them.
+    """
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    if not math.isfinite(value):
+        return str(float(value))
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.{SIGNIFICANT - 1}e}".split("e")  # rounds first: 9.99996 -> 1.000e+01
+    power = int(exponent)
+    if power < -3 or power >= 7:
+        return f"{mantissa}e{power}"
+    if power >= 4:
+        return f"{value:,.0f}"
+    return f"{value:.{SIGNIFICANT - 1 - power}f}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """`m:ss`, or `h:mm:ss` from an hour; `-` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    whole = int(seconds)
+    h, rem = divmod(whole, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def format_started(ts: float | None) -> str:
+    """A start time as `MM-DD HH:MM` in local time; `-` when unknown."""
+    return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M") if ts else "-"
+
+
+def format_count(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 run`, `2 runs`, `0 errors`: the number and the noun in the form it takes."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def state_style(state: str) -> str:
+    """The Rich style a state is written in (empty: plain)."""
+    return STATE_STYLE.get(state, "")
