@@ -479,6 +479,30 @@ async def test_run_list_keeps_refreshing_after_a_read_raised(ws, monkeypatch):
         assert [str(k.value) for k in table.rows] == ["20261122-090000-dpo-lora", "20261122-080000-sft-lora"]
 
 
+async def test_a_run_with_a_bad_status_shows_as_unreadable_and_later_runs_still_show(ws, monkeypatch):
+    """The bug: one status.json with "step": "5" stopped the list refreshing for good."""
+    import json
+
+    from tui_ft.ui.widgets import run_list
+
+    bad = record_run(ws, "20261122-080000-sft-lora")
+    status = json.loads(bad.status_file.read_text())
+    status["step"] = "5"
+    bad.status_file.write_text(json.dumps(status))
+    monkeypatch.setattr(run_list, "LIST_POLL_S", 0.1)
+    app = RecordingApp(ws, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        assert "unreadable" in str(table.get_row_at(0)[1])
+        record_run(ws, "20261122-090000-dpo-lora", method="dpo")
+        await until(pilot, lambda: table.row_count == 2)
+        assert [str(k.value) for k in table.rows] == ["20261122-090000-dpo-lora", "20261122-080000-sft-lora"]
+        assert not [n for n in notifications(app) if n.severity == "error"]
+        await pilot.press("down", "enter")  # open the unreadable run: the dashboard says why
+        await until(pilot, lambda: "status.json" in text_of(app, "#dash-title") + text_of(app, "#dash-alert"))
+
+
 async def test_dashboard_keeps_refreshing_after_a_refresh_raised(ws, monkeypatch):
     from tui_ft.ui.widgets import run_dashboard
 

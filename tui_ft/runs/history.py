@@ -23,7 +23,7 @@ from typing import Any
 
 from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint, list_checkpoints, pid_alive
 from tui_ft.runs.registry import refresh as refresh_status
-from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status, file_key, parse_event_lines
+from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status, StatusError, file_key, parse_event_lines
 from tui_ft.runs.series import Series, SeriesPoints
 
 METRIC_EVENTS = ("train", "eval")
@@ -95,6 +95,7 @@ class RunHistory:
         self._lock = threading.RLock()
         self._reset_events()
         self.status: Status | None = None
+        self.status_error: str | None = None  # why status.json cannot be read now, if it cannot
         self._status_key: tuple[int, int, int] | None = None
         self.bytes_read_total = 0  # events.jsonl bytes read over this object's life
         self.last_bytes_read = 0
@@ -265,10 +266,13 @@ class RunHistory:
     def _refresh_status(self) -> None:
         """Re-read status.json when it changed (stat first); mark a dead runner's run crashed."""
         key = file_key(self.run.status_file)  # a rewrite is a rename: a new inode
-        if key is not None and (key != self._status_key or self.status is None):
-            status = self.run.read_status()
-            if status is not None:
-                self.status, self._status_key = status, key
+        if key != self._status_key or self.status is None:
+            try:
+                self.status, self._status_key = self.run.load_status(), key
+                self.status_error = None
+            except StatusError as exc:  # kept: the last good status, and why this one is not
+                self.status_error = str(exc)
+                self._status_key = key
         status = self.status
         if status is not None and status.state in ACTIVE_STATES and not pid_alive(status.pid):
             checked = refresh_status(self.run)  # the registry's crash detection (grace for new runs)

@@ -97,8 +97,10 @@ def progress_line(progress: Progress, status: Status | None) -> Text:
     return text
 
 
-def title_line(status: Status | None, run_id: str) -> Text:
+def title_line(status: Status | None, run_id: str, status_error: str | None = None) -> Text:
     if status is None:
+        if status_error:
+            return Text.assemble((run_id, "bold"), " · ", state_text("unreadable", "unreadable"))
         return Text.assemble((run_id, "bold"), (" · reading…", "dim"))
     error = status.error or {}
     kind = error.get("kind")
@@ -111,9 +113,14 @@ def title_line(status: Status | None, run_id: str) -> Text:
     return text
 
 
-def alert_text(status: Status | None, watchdog: tuple[dict[str, Any], ...]) -> Text | None:
-    """The error and its hint for a run that failed or crashed, and the watchdog's alarms."""
+def alert_text(
+    status: Status | None, watchdog: tuple[dict[str, Any], ...], status_error: str | None = None
+) -> Text | None:
+    """The error and its hint for a run that failed or crashed, why its status cannot be read, and the
+    watchdog's alarms."""
     lines: list[Text] = []
+    if status_error:
+        lines.append(Text.assemble(("✗ ", "bold red"), (status_error, "red")))
     if status is not None and status.error and status.state in ("failed", "crashed"):
         error = status.error
         lines.append(Text.assemble(("✗ ", "bold red"), (str(error.get("message") or status.state), "red")))
@@ -150,6 +157,7 @@ class Snapshot:
     """Everything the dashboard shows, read on the worker (immutable values and copies only)."""
 
     status: Status | None
+    status_error: str | None  # status.json cannot be read: why
     progress: Progress
     metric_names: list[str]
     system_names: list[str]
@@ -221,6 +229,7 @@ def read_snapshot(
     info = history.info
     return result, Snapshot(
         status=status,
+        status_error=history.status_error,
         progress=history.progress(now),
         metric_names=metric_names,
         system_names=system_names,
@@ -429,9 +438,11 @@ class RunDashboard(Vertical):
                 self.post_message(
                     self.Alert((run_id, "watchdog", event.get("t")), alarm, severity, "Watchdog")
                 )
-        self._show("#dash-title", title_line(status, run_id), layout=False)  # one line: no re-layout
+        self._show(
+            "#dash-title", title_line(status, run_id, snap.status_error), layout=False
+        )  # one line: no re-layout
         self._show("#dash-progress", progress_line(snap.progress, status), layout=False)
-        text = alert_text(status, snap.watchdog)
+        text = alert_text(status, snap.watchdog, snap.status_error)
         self.query_one("#dash-alert", Static).display = text is not None
         if text is not None:
             self._show("#dash-alert", text)
