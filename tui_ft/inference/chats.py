@@ -8,7 +8,7 @@ import json
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class Reply:
     seconds: float = 0.0
     stopped: bool = False
     error: str | None = None
+    prompt_tokens: int = 0
 
 
 @dataclass
@@ -101,7 +102,8 @@ class Conversation:
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The keys of `data` that `cls` has (a file from a newer version may carry more)."""
-    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def chats_dir(ws: Workspace) -> Path:
@@ -176,7 +178,7 @@ def _turn(message: dict[str, Any]) -> dict[str, str]:
 
 def few_shot_turns(ref: str, k: int, ws: Workspace, *, seed: int = 0) -> list[dict[str, str]]:
     """k examples drawn (with `seed`) from a chat or prompt/completion dataset, as alternating turns."""
-    from tui_ft.data.loading import open_dataset
+    from tui_ft.data.sources import open_dataset
 
     if k < 1:
         raise UserError("the number of examples must be at least 1", field="k")

@@ -77,11 +77,11 @@ def advise_load(
         ram_available = int(psutil.virtual_memory().available)
     if need <= ram_available:
         return LoadAdvice(need, ram_available, target, None)
-    options = tuple(
+    cpu_options = tuple(
         q
         for q in ("4bit", "8bit")
         if q != quantization
         and int(weights_bytes(ref, ws, quantization=q, device="cpu") * HEADROOM) <= ram_available
     )[:1]
     problem = f"{ref} needs about {format_bytes(need)} of memory and {format_bytes(ram_available)} is free"
-    return LoadAdvice(need, ram_available, target, problem, options)
+    return LoadAdvice(need, ram_available, target, problem, cpu_options)

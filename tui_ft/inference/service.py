@@ -80,6 +80,10 @@ class Service:
         self.models: dict[str, Any] = {}  # key -> inference.generate.LoadedModel
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        # One load at a time: the libraries' lazy imports are not safe from two threads at once (two
+        # models picked together raced in `from transformers import ...`), and two loads would need
+        # memory for both at their peak. Generations run side by side.
+        self._load_lock = threading.Lock()
 
     # --- dispatch -----------------------------------------------------------------------------------
 
@@ -154,21 +158,24 @@ class Service:
         def progress(stage: str, fraction: float) -> None:
             self.channel.send({"type": "progress", "id": job.id, "stage": stage, "fraction": fraction})
 
-        try:
-            loaded = load_for_generation(
-                ref,
-                self.ws,
-                device=str(message.get("device") or "auto"),
-                quantization=str(message.get("quantization") or "none"),
-                progress=progress,
-            )
-        except UserError:
-            raise
-        except Exception as exc:  # named here: the UI may be loading two models at once
-            from tui_ft.engine.errors import translate_exception
+        with self._load_lock:
+            try:
+                loaded = load_for_generation(
+                    ref,
+                    self.ws,
+                    device=str(message.get("device") or "auto"),
+                    quantization=str(message.get("quantization") or "none"),
+                    progress=progress,
+                )
+                # what generating needs, imported now, under the lock (see `_load_lock`)
+                from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer  # noqa: F401
+            except UserError:
+                raise
+            except Exception as exc:  # named here: the UI may be loading two models at once
+                from tui_ft.engine.errors import translate_exception
 
-            failure = translate_exception(exc)
-            raise WorkFailed(f"{ref}: {failure.message}", kind=failure.kind, hint=failure.hint) from exc
+                failure = translate_exception(exc)
+                raise WorkFailed(f"{ref}: {failure.message}", kind=failure.kind, hint=failure.hint) from exc
         with self._lock:
             old = self.models.pop(key, None)
             self.models[key] = loaded

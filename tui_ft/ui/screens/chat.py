@@ -284,10 +284,11 @@ class ChatScreen(Screen):
     BINDINGS = [
         Binding("escape", "stop_or_leave", "Stop", id="chat.stop"),
         Binding("ctrl+l", "pick_model('a')", "Model", id="chat.model"),
-        Binding("ctrl+k", "compare", "Compare", id="chat.compare"),
+        Binding("ctrl+b", "compare", "Compare", id="chat.compare"),  # b: both (ctrl+k is the prompt's)
         Binding("ctrl+t", "settings", "Settings", id="chat.settings"),
         Binding("ctrl+r", "regenerate", "Regenerate", id="chat.regenerate"),
-        Binding("ctrl+e", "edit_last", "Edit last", id="chat.edit_last"),
+        # priority: the prompt's own ctrl+e (end of line) is also the End key
+        Binding("ctrl+e", "edit_last", "Edit last", id="chat.edit_last", priority=True),
         Binding("ctrl+s", "save", "Save", id="chat.save"),
         Binding("ctrl+o", "open", "Open", id="chat.open"),
         Binding("ctrl+n", "new", "New", id="chat.new"),
@@ -347,7 +348,7 @@ class ChatScreen(Screen):
         self.settings: dict[str, Any] = {"system": "", "few_shot_data": "", "few_shot_k": 0}
         self.awaiting_decision: int | None = None  # the compare turn waiting for 1 / 2 / t / x
         self.decisions: dict[int, str] = {}  # turn -> decision id (for undo)
-        self.loading = [False, False]
+        self.model_loading = [False, False]
         self.queued_prompt: str | None = None  # sent once the models have loaded again
 
     @property
@@ -398,28 +399,25 @@ class ChatScreen(Screen):
         self._layout()
 
     def _model_line(self, side: int) -> Text:
-        label = "A " if self.compare else ""
-        label = ("A " if side == 0 else "B ") if self.compare else label
-        ref = self.models[side]
-        info = self.info[side]
-        line = Text(f" {label}", style="bold")
+        """` A demo-tiny  cpu · float32 · 349.8K params` (or what is happening to it)."""
+        line = Text(f" {'AB'[side]} " if self.compare else " ", style="bold")
+        ref, info = self.models[side], self.info[side]
         if ref is None:
             return line + Text(self.status_text[side], style="dim")
         line.append(ref, style="bold")
-        if info is not None:
-            from tui_ft.estimate import format_count
+        line.append("  ")
+        if info is None:
+            return line + Text(self.status_text[side], style="italic")
+        from tui_ft.estimate import format_count
 
-            details = [
-                info.get("device", "?"),
-                info.get("dtype", "?"),
-                f"{format_count(info.get('parameters', 0))} params",
-            ]
-            if not info.get("chat_template"):
-                details.append("no chat template: plain text")
-            line.append("  " + " · ".join(details), style="dim")
-        else:
-            line.append("  " + self.status_text[side], style="italic")
-        return line
+        details = [
+            str(info.get("device", "?")),
+            str(info.get("dtype", "?")),
+            f"{format_count(int(info.get('parameters', 0)))} params",
+        ]
+        if not info.get("chat_template"):
+            details.append("no chat template: plain text")
+        return line + Text(" · ".join(details), style="dim")
 
     def _draw_verdict(self) -> None:
         verdict = self.query_one("#chat-verdict", Static)
@@ -444,7 +442,7 @@ class ChatScreen(Screen):
             self.client.cancel(self.pending[side])  # type: ignore[arg-type]
         self.models[side] = ref
         self.info[side] = None
-        self.loading[side] = True
+        self.model_loading[side] = True
         self.status_text[side] = "loading…"
         self._layout()
         self._load_worker(
@@ -473,7 +471,7 @@ class ChatScreen(Screen):
         if self.models[message.side] != message.ref:
             return  # another model was picked meanwhile
         self.info[message.side] = message.info
-        self.loading[message.side] = False
+        self.model_loading[message.side] = False
         for key, value in (message.info.get("defaults") or {}).items():
             self.settings.setdefault(key, value)
         self._layout()
@@ -486,7 +484,7 @@ class ChatScreen(Screen):
         if self.models[message.side] != message.ref:
             return
         self.models[message.side] = None
-        self.loading[message.side] = False
+        self.model_loading[message.side] = False
         self.queued_prompt = None
         self.status_text[message.side] = f"{message.ref} did not load: {message.error.get('message')}"
         self._layout()
@@ -524,7 +522,7 @@ class ChatScreen(Screen):
         if unloaded:  # still loading, or loading again after the service ended
             self.queued_prompt = text
             for side in unloaded:
-                if not self.loading[side]:
+                if not self.model_loading[side]:
                     self.load(side, self.models[side] or "")
             return
         self._submit(text)
@@ -588,11 +586,12 @@ class ChatScreen(Screen):
             reply.new_tokens = int(final.get("new_tokens") or 0)
             reply.seconds = float(final.get("seconds") or 0.0)
             reply.stopped = bool(final.get("stopped"))
+            reply.prompt_tokens = int(final.get("prompt_tokens") or 0)
         else:
             reply.error = str(final.get("message"))
             if final.get("kind") == "crashed":  # every model is gone with the service
                 self.info = [None, None]
-                self.loading = [False, False]
+                self.model_loading = [False, False]
                 self.status_text = ["the service ended: the next prompt loads it again"] * 2
                 self._layout()
             self.notify(_error_text(final), title="The reply failed", severity="error", timeout=12)
