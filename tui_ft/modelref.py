@@ -157,3 +157,34 @@ def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> Model
     if not _HUB_ID.match(ref):
         raise NotFoundError(f"{ref!r} is neither a local model nor a hub id", field=field)
     return ModelRef(ref, "hub", ref)
+
+
+def model_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """What a model picker offers: (reference, what it is), newest runs first. Workspace models, each
+    finished run and each of its checkpoints, recipe names (their newest finished run), and `last`."""
+    choices: list[tuple[str, str]] = []
+    if ws.models.is_dir():
+        choices.extend(
+            (p.name, "workspace model")
+            for p in sorted(ws.models.iterdir())
+            if p.is_dir() and _is_model_dir(p)
+        )
+    runs = sorted((p for p in ws.runs.iterdir() if p.is_dir()), reverse=True) if ws.runs.is_dir() else []
+    recipes: dict[str, str] = {}
+    for run in runs:
+        finished = _is_model_dir(run / "final")
+        if finished:
+            choices.append((run.name, "run (final model)"))
+            name = run_name(run.name)
+            if name and name not in recipes:
+                recipes[name] = run.name
+        choices.extend(
+            (f"{run.name}:{ckpt.name}", "checkpoint")
+            for ckpt in reversed(checkpoint_dirs(run))
+            if _is_model_dir(ckpt)
+        )
+    if recipes:
+        newest = max(recipes.values())
+        choices.insert(0, ("last", f"newest finished run ({newest})"))
+    choices.extend((name, f"recipe: newest run {run_id}") for name, run_id in sorted(recipes.items()))
+    return choices

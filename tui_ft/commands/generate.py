@@ -1,9 +1,9 @@
-"""`tui-ft generate`: a reply from a model, run or checkpoint, streamed or as JSON."""
+"""`tui-ft generate`: a reply from a model, run or checkpoint, streamed or as JSON; `tui-ft chat`:
+the Chat screen on a model (or two, side by side)."""
 
 from __future__ import annotations
 
 import argparse
-import time
 
 from tui_ft.commands import print_json, require_run_status
 from tui_ft.workspace import Workspace
@@ -15,42 +15,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--system", default=None)
     gen.add_argument("--max-new-tokens", type=int, default=64)
-    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy (the default)")
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--repetition-penalty", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    gen.add_argument("--quantization", choices=("none", "4bit", "8bit"), default="none")
     gen.add_argument("--json", action="store_true")
     gen.set_defaults(func=cmd_generate)
 
+    chat = sub.add_parser("chat", help="open the Chat screen on a model (and a second one to compare)")
+    chat.add_argument("model", help="a workspace model, directory, run, RUN:checkpoint-N, recipe name, last")
+    chat.add_argument("--compare", metavar="MODEL2", default=None, help="a second model, side by side")
+    chat.set_defaults(func=cmd_chat)
+
 
 def cmd_generate(args, ws: Workspace) -> int:
-    from tui_ft.inference.generate import load_for_generation, stream
+    from tui_ft.inference.generate import conversation, load_for_generation, stream_messages
 
     require_run_status(ws, args.model)
-    loaded = load_for_generation(args.model, ws)
-    options = {
-        "system": args.system,
+    loaded = load_for_generation(args.model, ws, device=args.device, quantization=args.quantization)
+    settings = {
         "max_new_tokens": args.max_new_tokens,
         "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "repetition_penalty": args.repetition_penalty,
+        "seed": args.seed,
     }
-    start = time.perf_counter()
-    pieces = []
-    for piece in stream(loaded, args.prompt, **options):
-        pieces.append(piece)
+
+    def show(piece: str) -> None:
         if not args.json:
             print(piece, end="", flush=True)
-    text = "".join(pieces)
-    seconds = time.perf_counter() - start
+
+    result = stream_messages(loaded, conversation(args.prompt, args.system), on_piece=show, **settings)
     if args.json:
-        new_tokens = len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
         print_json(
             {
                 "model": args.model,
                 "resolved": loaded.ref.path,
                 "adapter": loaded.ref.adapter,
                 "prompt": args.prompt,
-                "text": text,
-                "new_tokens": new_tokens,
-                "seconds": round(seconds, 3),
+                **result.to_json(),
             }
         )
     else:
         print()
     return 0
+
+
+def cmd_chat(args, ws: Workspace) -> int:
+    from tui_ft.modelref import resolve_model
+
+    models = [args.model, *([args.compare] if args.compare else [])]
+    for ref in models:
+        require_run_status(ws, ref)
+        resolve_model(ref, ws, field="MODEL")  # exit 2 with the nearest names before any UI appears
+    from tui_ft.ui.app import run_app
+
+    return run_app(ws, start_mode="chat", chat_models=models)

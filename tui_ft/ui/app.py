@@ -22,6 +22,7 @@ from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
 from tui_ft.errorlog import describe, log_exception
+from tui_ft.inference.client import GenerationClient
 from tui_ft.monitor.system import GpuSampler, GpuStatus
 from tui_ft.ui.commands import TuiFtCommands
 from tui_ft.ui.screens.datasets import DatasetsScreen
@@ -82,6 +83,13 @@ def runs_screen() -> Screen:
     return with_shell(RunsScreen)()
 
 
+def chat_screen() -> Screen:
+    """The Chat mode's screen, imported on first use."""
+    from tui_ft.ui.screens.chat import ChatScreen
+
+    return with_shell(ChatScreen)()
+
+
 def job_name(worker: Worker) -> str:
     """What a worker does, for people: its description (`@work(description=...)`), else its group
     and method (Textual's own description of an undescribed worker is the call with its arguments)."""
@@ -100,7 +108,7 @@ class TuiFtApp(App[int]):
         "configure": configure_screen,
         "runs": runs_screen,
         "annotate": partial(ComingScreen, "annotate"),
-        "chat": partial(ComingScreen, "chat"),
+        "chat": chat_screen,
     }
     DEFAULT_MODE = "datasets"
     COMMANDS = App.COMMANDS | {TuiFtCommands}
@@ -124,6 +132,7 @@ class TuiFtApp(App[int]):
         start_mode: str = "datasets",
         open_path: str | None = None,
         start_run: str | None = None,
+        chat_models: list[str] | None = None,
     ):
         if start_mode not in self.MODES:
             raise ValueError(f"unknown mode {start_mode!r}; expected one of {', '.join(self.MODES)}")
@@ -133,6 +142,8 @@ class TuiFtApp(App[int]):
         self.workspace = workspace
         self.open_path = open_path
         self.start_run = start_run  # the run the Runs screen opens on (`tui-ft watch RUN`)
+        self.chat_models = chat_models  # the models the Chat screen loads first (`tui-ft chat`)
+        self._generation: GenerationClient | None = None
         self.gpu_status: GpuStatus | None = None
         self._gpu = GpuSampler()
         self._gpu_worker: Worker | None = None  # the GPU sample in flight
@@ -188,6 +199,15 @@ class TuiFtApp(App[int]):
 
     def on_unmount(self) -> None:
         self._gpu.close()
+        if self._generation is not None:
+            self._generation.close()
+
+    @property
+    def generation(self) -> GenerationClient:
+        """The generation service (Chat, Annotate): one child process, started on the first request."""
+        if self._generation is None:
+            self._generation = GenerationClient(self.workspace)
+        return self._generation
 
     # --- what other parts call ----------------------------------------------------------------------
 
@@ -246,8 +266,15 @@ def run_app(
     start_mode: str = "datasets",
     open_path: str | None = None,
     start_run: str | None = None,
+    chat_models: list[str] | None = None,
 ) -> int:
     """Run the UI until it is closed; the exit status for the command line."""
-    app = TuiFtApp(workspace.ensure(), start_mode=start_mode, open_path=open_path, start_run=start_run)
+    app = TuiFtApp(
+        workspace.ensure(),
+        start_mode=start_mode,
+        open_path=open_path,
+        start_run=start_run,
+        chat_models=chat_models,
+    )
     app.run()
     return app.return_code or 0

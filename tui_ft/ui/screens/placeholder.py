@@ -16,11 +16,6 @@ COMING: dict[str, tuple[str, str, str]] = {
         "Keyboard-driven preference pairs are coming.",
         'write pairs as {"prompt", "chosen", "rejected"} rows and open them in Datasets',
     ),
-    "chat": (
-        "Chat",
-        "Chatting with a model, an adapter or a checkpoint, and comparing it with its base, is coming.",
-        "tui-ft generate MODEL --prompt TEXT",
-    ),
 }
 
 
@@ -47,15 +42,9 @@ class ComingScreen(Screen):
         """The run someone asked to open (shown until the screen for it exists)."""
         self.run_id = run_id
 
-    def show_model(self, model_ref: str) -> None:
-        """The model (a run id or `RUN:checkpoint-N`) someone asked to chat with (Runs' "open in Chat")."""
-        self.run_id = model_ref
-
     def _run_text(self) -> str:
         if not self.run_id:
             return ""
-        if self.mode == "chat":
-            return f"Model [b]{self.run_id}[/b] — meanwhile: tui-ft generate {self.run_id} --prompt TEXT"
         return f"Run [b]{self.run_id}[/b] — follow it with: tui-ft logs {self.run_id} --follow"
 
     def watch_run_id(self) -> None:

@@ -1,0 +1,1 @@
+"""Preference annotations: the append-only store that Chat's compare and the Annotate screen write."""

@@ -1,0 +1,853 @@
+"""Chat: talk to a base model, a run's adapter or a checkpoint; compare two models side by side.
+
+Models load and generate in the generation service (a child process, `inference.service`), never in
+the UI: each load and each reply is one thread worker reading the service's replies and posting them
+here as messages. A reply's text arrives whole-so-far in a message that coalesces, so a fast model
+never floods the event loop. Escape stops a reply and keeps what came. In compare mode one prompt goes
+to both models; when both replies are in, 1 / 2 / t / x records which is better in the annotation
+store (`prefs.store`), the same lines the Annotate screen writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tui_ft.errors import UserError
+from tui_ft.inference.chats import (
+    Conversation,
+    Reply,
+    Turn,
+    few_shot_turns,
+    list_conversations,
+    load_conversation,
+    save_conversation,
+)
+from tui_ft.inference.client import GenerationClient, Pending
+from tui_ft.modelref import model_choices
+from tui_ft.prefs.store import PreferenceStore, Response, new_decision, store_path
+from tui_ft.ui.widgets.chat_log import ChatColumn, ReplyMessage, reply_stats
+from tui_ft.workspace import Workspace
+
+SIDES = ("a", "b")
+COMPARE_STORE = "chat-compare"  # annotations/chat-compare.jsonl
+DECISION_LABELS = {"1": "A", "2": "B", "t": "tie", "x": "both_bad"}
+NUMBER_SETTINGS: dict[str, tuple[type, str]] = {
+    "temperature": (float, "0 (greedy) or more"),
+    "top_p": (float, "above 0, at most 1"),
+    "top_k": (int, "0 (off) or a count"),
+    "max_new_tokens": (int, "a count, at least 1"),
+    "repetition_penalty": (float, "above 0; 1 is off"),
+}
+
+
+def check_setting(key: str, text: str) -> Any:
+    """The value typed for setting `key`, or UserError saying what it accepts."""
+    kind, accepts = NUMBER_SETTINGS[key]
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UserError(f"{text!r} is not a number", field=key, hint=accepts) from None
+    ok = {
+        "temperature": value >= 0,
+        "top_p": 0 < value <= 1,
+        "top_k": value >= 0,
+        "max_new_tokens": value >= 1,
+        "repetition_penalty": value > 0,
+    }[key]
+    if not ok:
+        raise UserError(f"{text} is out of range", field=key, hint=accepts)
+    return value
+
+
+# --- dialogs ---------------------------------------------------------------------------------------
+
+
+class ModelPicker(ModalScreen[str | None]):
+    """Pick a model: the workspace's models, runs, checkpoints, recipe names and `last`, or type any
+    reference (a directory, a hub id). Dismisses with the reference or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="chat.picker.cancel")]
+
+    def __init__(self, choices: list[tuple[str, str]], title: str) -> None:
+        super().__init__(classes="chat-dialog")
+        self.choices = choices
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(placeholder="type to filter, or any model reference", id="picker-filter")
+            yield OptionList(id="picker-options")
+            yield Static("Enter: load · ↓ to the list · Esc: cancel", classes="dialog-help")
+
+    def on_mount(self) -> None:
+        self._fill("")
+
+    def _fill(self, text: str) -> None:
+        options = self.query_one("#picker-options", OptionList)
+        options.clear_options()
+        words = text.lower().split()
+        for ref, what in self.choices:
+            if all(w in f"{ref} {what}".lower() for w in words):
+                options.add_option(Option(Text.assemble((ref, "bold"), "  ", (what, "dim")), id=ref))
+        if options.option_count:
+            options.highlighted = 0
+
+    @on(Input.Changed, "#picker-filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self._fill(event.value)
+
+    @on(Input.Submitted, "#picker-filter")
+    def _typed(self, event: Input.Submitted) -> None:
+        options = self.query_one("#picker-options", OptionList)
+        typed = event.value.strip()
+        exact = any(ref == typed for ref, _ in self.choices)
+        if (
+            options.highlighted is not None
+            and not exact
+            and options.option_count
+            and not _looks_like_ref(typed)
+        ):
+            self.dismiss(options.get_option_at_index(options.highlighted).id)
+        else:
+            self.dismiss(typed or None)
+
+    @on(OptionList.OptionSelected, "#picker-options")
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def key_down(self) -> None:
+        if self.focused is self.query_one("#picker-filter"):
+            self.query_one("#picker-options").focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def _looks_like_ref(text: str) -> bool:
+    """A typed directory, hub id or checkpoint reference, taken as typed rather than the highlight."""
+    return "/" in text or ":" in text or text.startswith(("~", "."))
+
+
+class SettingsDialog(ModalScreen[dict[str, Any] | None]):
+    """The system prompt, the sampling settings and few-shot examples. Each number field says what it
+    accepts and keeps its value until a valid one is typed; dismisses with the new settings or None."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="chat.settings.cancel"),
+        Binding("ctrl+s", "apply", "Apply", id="chat.settings.apply"),
+    ]
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        super().__init__(classes="chat-dialog")
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Chat settings", classes="dialog-title")
+            yield Label("system prompt")
+            yield Input(self.current.get("system", ""), id="set-system")
+            for key, (_, accepts) in NUMBER_SETTINGS.items():
+                with Horizontal(classes="setting-row"):
+                    yield Label(key, classes="setting-label")
+                    yield Input(str(self.current.get(key, "")), id=f"set-{key}", placeholder=accepts)
+                    yield Static(accepts, id=f"hint-{key}", classes="setting-hint")
+            with Horizontal(classes="setting-row"):
+                yield Label("few-shot data", classes="setting-label")
+                yield Input(
+                    self.current.get("few_shot_data", ""),
+                    id="set-few_shot_data",
+                    placeholder="a chat or prompt/completion dataset",
+                )
+            with Horizontal(classes="setting-row"):
+                yield Label("few-shot k", classes="setting-label")
+                yield Input(
+                    str(self.current.get("few_shot_k", 0)), id="set-few_shot_k", placeholder="0: none"
+                )
+            yield Static("Enter or ctrl+s: apply · Esc: cancel", classes="dialog-help")
+
+    @on(Input.Changed)
+    def _check(self, event: Input.Changed) -> None:
+        key = (event.input.id or "").removeprefix("set-")
+        if key not in NUMBER_SETTINGS:
+            return
+        hint = self.query_one(f"#hint-{key}", Static)
+        try:
+            check_setting(key, event.value)
+        except UserError as exc:
+            hint.update(Text(exc.message + f" ({NUMBER_SETTINGS[key][1]})", style="bold red"))
+        else:
+            hint.update(NUMBER_SETTINGS[key][1])
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_apply()
+
+    def action_apply(self) -> None:
+        out: dict[str, Any] = {"system": self.query_one("#set-system", Input).value}
+        for key in NUMBER_SETTINGS:
+            text = self.query_one(f"#set-{key}", Input).value.strip()
+            try:
+                out[key] = check_setting(key, text)
+            except UserError:
+                out[key] = self.current.get(key)  # the last valid value stays
+        out["few_shot_data"] = self.query_one("#set-few_shot_data", Input).value.strip()
+        try:
+            out["few_shot_k"] = max(0, int(self.query_one("#set-few_shot_k", Input).value or 0))
+        except ValueError:
+            out["few_shot_k"] = self.current.get("few_shot_k", 0)
+        self.dismiss(out)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class NameDialog(ModalScreen[str | None]):
+    """Ask for a name (saving a conversation)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="chat.name.cancel")]
+
+    def __init__(self, title: str, value: str) -> None:
+        super().__init__(classes="chat-dialog")
+        self.title_text = title
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(self.value, id="name-input")
+            yield Static("Enter: save · Esc: cancel", classes="dialog-help")
+
+    @on(Input.Submitted)
+    def _done(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class OpenDialog(ModelPicker):
+    """Pick a saved conversation."""
+
+
+# --- the screen -------------------------------------------------------------------------------------
+
+
+class ChatBody(Container):
+    """The two columns; focused after a compare turn, when 1 / 2 / t / x say which reply is better."""
+
+    BINDINGS = [
+        Binding("1", "decide('1')", "A better", id="chat.decide.a"),
+        Binding("2", "decide('2')", "B better", id="chat.decide.b"),
+        Binding("t", "decide('t')", "Tie", id="chat.decide.tie"),
+        Binding("x", "decide('x')", "Both bad", id="chat.decide.both_bad"),
+        Binding("u", "undo_decision", "Undo", id="chat.decide.undo"),
+        Binding("i,enter", "screen.focus_prompt", "Type", id="chat.decide.type"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="chat-body")
+        self.can_focus = True
+
+    def compose(self) -> ComposeResult:
+        yield ChatColumn(id="chat-a")
+        yield ChatColumn(id="chat-b")
+
+    def action_decide(self, key: str) -> None:
+        screen = self.screen
+        if isinstance(screen, ChatScreen):
+            screen.decide(DECISION_LABELS[key])
+
+    def action_undo_decision(self) -> None:
+        screen = self.screen
+        if isinstance(screen, ChatScreen):
+            screen.undo_decision()
+
+
+class ChatScreen(Screen):
+    """One conversation with one model, or the same prompts to two models side by side."""
+
+    CSS_PATH = Path(__file__).with_name("chat.tcss")
+    BINDINGS = [
+        Binding("escape", "stop_or_leave", "Stop", id="chat.stop"),
+        Binding("ctrl+l", "pick_model('a')", "Model", id="chat.model"),
+        Binding("ctrl+b", "compare", "Compare", id="chat.compare"),  # b: both (ctrl+k is the prompt's)
+        Binding("ctrl+t", "settings", "Settings", id="chat.settings"),
+        Binding("ctrl+r", "regenerate", "Regenerate", id="chat.regenerate"),
+        # priority: the prompt's own ctrl+e (end of line) is also the End key
+        Binding("ctrl+e", "edit_last", "Edit last", id="chat.edit_last", priority=True),
+        Binding("ctrl+s", "save", "Save", id="chat.save"),
+        Binding("ctrl+o", "open", "Open", id="chat.open"),
+        Binding("ctrl+n", "new", "New", id="chat.new"),
+    ]
+
+    # --- messages from the workers -------------------------------------------------------------------
+
+    @dataclass
+    class LoadProgress(Message):
+        side: int
+        stage: str
+        fraction: float
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, type(self)) and message.side == self.side
+
+    @dataclass
+    class Loaded(Message):
+        side: int
+        ref: str
+        info: dict[str, Any]
+
+    @dataclass
+    class LoadFailed(Message):
+        side: int
+        ref: str
+        error: dict[str, Any]
+
+    @dataclass
+    class ReplyGrew(Message):
+        side: int
+        turn: int
+        text: str
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, type(self)) and (message.side, message.turn) == (self.side, self.turn)
+
+    @dataclass
+    class ReplyEnded(Message):
+        side: int
+        turn: int
+        final: dict[str, Any]  # the service's `done` or `error`
+
+    @dataclass
+    class FewShotReady(Message):
+        turns: list[dict[str, str]]
+        error: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__(id="chat-screen")
+        self.models: list[str | None] = [None, None]
+        self.info: list[dict[str, Any] | None] = [None, None]
+        self.status_text = ["no model: ctrl+l picks one", ""]
+        self.pending: list[Pending | None] = [None, None]
+        self.compare = False
+        self.conversation = Conversation(models=[])
+        self.settings: dict[str, Any] = {"system": "", "few_shot_data": "", "few_shot_k": 0}
+        self.awaiting_decision: int | None = None  # the compare turn waiting for 1 / 2 / t / x
+        self.decisions: dict[int, str] = {}  # turn -> decision id (for undo)
+        self.model_loading = [False, False]
+        self.queued_prompt: str | None = None  # sent once the models have loaded again
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.app.workspace  # type: ignore[attr-defined]
+
+    @property
+    def client(self) -> GenerationClient:
+        return self.app.generation  # type: ignore[attr-defined]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="chat-models"):
+            yield Static(id="chat-model-a", classes="chat-model")
+            yield Static(id="chat-model-b", classes="chat-model")
+        yield ChatBody()
+        yield Static(id="chat-verdict")
+        yield Input(placeholder="Message · Enter sends · Esc stops a reply", id="chat-prompt")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._layout()
+        self.query_one("#chat-prompt").focus()
+        start = getattr(self.app, "chat_models", None)
+        if start:
+            self.app.chat_models = None  # type: ignore[attr-defined]
+            self.show_model(start[0])
+            if len(start) > 1:
+                self._set_compare(True)
+                self.load(1, start[1])
+
+    def show_model(self, model_ref: str) -> None:
+        """Chat with `model_ref` (Runs' "open in Chat", `tui-ft chat MODEL`)."""
+        self.load(0, model_ref)
+
+    # --- layout --------------------------------------------------------------------------------------
+
+    def _layout(self) -> None:
+        body = self.query_one(ChatBody)
+        body.set_class(self.compare, "-compare")
+        body.set_class(self.size.width < 100, "-narrow")
+        self.query_one("#chat-b").display = self.compare
+        self.query_one("#chat-model-b").display = self.compare
+        for side in (0, 1):
+            self.query_one(f"#chat-model-{SIDES[side]}", Static).update(self._model_line(side))
+        self._draw_verdict()
+
+    def on_resize(self) -> None:
+        self._layout()
+
+    def _model_line(self, side: int) -> Text:
+        """` A demo-tiny  cpu · float32 · 349.8K params` (or what is happening to it)."""
+        line = Text(f" {'AB'[side]} " if self.compare else " ", style="bold")
+        ref, info = self.models[side], self.info[side]
+        if ref is None:
+            return line + Text(self.status_text[side], style="dim")
+        line.append(ref, style="bold")
+        line.append("  ")
+        if info is None:
+            return line + Text(self.status_text[side], style="italic")
+        from tui_ft.estimate import format_count
+
+        details = [
+            str(info.get("device", "?")),
+            str(info.get("dtype", "?")),
+            f"{format_count(int(info.get('parameters', 0)))} params",
+        ]
+        if not info.get("chat_template"):
+            details.append("no chat template: plain text")
+        return line + Text(" · ".join(details), style="dim")
+
+    def _draw_verdict(self) -> None:
+        verdict = self.query_one("#chat-verdict", Static)
+        if self.awaiting_decision is None:
+            verdict.display = False
+            return
+        verdict.display = True
+        verdict.update(
+            Text.assemble(
+                ("Which reply is better? ", "bold"),
+                "1 A · 2 B · t tie · x both bad · i keeps typing (no decision)",
+            )
+        )
+
+    # --- loading -------------------------------------------------------------------------------------
+
+    def load(self, side: int, ref: str) -> None:
+        ref = ref.strip()
+        if not ref:
+            return
+        if self.pending[side] is not None:
+            self.client.cancel(self.pending[side])  # type: ignore[arg-type]
+        self.models[side] = ref
+        self.info[side] = None
+        self.model_loading[side] = True
+        self.status_text[side] = "loading…"
+        self._layout()
+        self._load_worker(
+            side, ref, self.settings.get("device", "auto"), self.settings.get("quantization", "none")
+        )
+
+    @work(thread=True, group="chat-load", exit_on_error=False)
+    def _load_worker(self, side: int, ref: str, device: str, quantization: str) -> None:
+        pending = self.client.load(SIDES[side], ref, device=device, quantization=quantization)
+        for message in pending:
+            kind = message.get("type")
+            if kind == "progress":
+                self.post_message(self.LoadProgress(side, str(message["stage"]), float(message["fraction"])))
+            elif kind == "loaded":
+                self.post_message(self.Loaded(side, ref, message.get("info") or {}))
+            elif kind == "error":
+                self.post_message(self.LoadFailed(side, ref, message))
+
+    @on(LoadProgress)
+    def _on_progress(self, message: LoadProgress) -> None:
+        self.status_text[message.side] = f"loading {message.stage} {message.fraction:.0%}"
+        self._layout()
+
+    @on(Loaded)
+    def _on_loaded(self, message: Loaded) -> None:
+        if self.models[message.side] != message.ref:
+            return  # another model was picked meanwhile
+        self.info[message.side] = message.info
+        self.model_loading[message.side] = False
+        for key, value in (message.info.get("defaults") or {}).items():
+            self.settings.setdefault(key, value)
+        self._layout()
+        if self.queued_prompt and all(self.info[s] is not None for s in self.sides):
+            text, self.queued_prompt = self.queued_prompt, None
+            self._submit(text)
+
+    @on(LoadFailed)
+    def _on_load_failed(self, message: LoadFailed) -> None:
+        if self.models[message.side] != message.ref:
+            return
+        self.models[message.side] = None
+        self.model_loading[message.side] = False
+        self.queued_prompt = None
+        self.status_text[message.side] = f"{message.ref} did not load: {message.error.get('message')}"
+        self._layout()
+        self.notify(
+            _error_text(message.error), title=f"Could not load {message.ref}", severity="error", timeout=12
+        )
+
+    # --- sending -------------------------------------------------------------------------------------
+
+    @property
+    def sides(self) -> list[int]:
+        return [0, 1] if self.compare else [0]
+
+    @property
+    def generating(self) -> bool:
+        return any(p is not None for p in self.pending)
+
+    @on(Input.Submitted, "#chat-prompt")
+    def _send(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        if self.generating:
+            self.notify("a reply is still coming: Esc stops it", severity="warning")
+            return
+        if any(self.models[s] is None for s in self.sides):
+            which = " and ".join(SIDES[s].upper() for s in self.sides if self.models[s] is None)
+            self.notify(
+                "pick a model first: ctrl+l" if not self.compare else f"pick model {which} first",
+                severity="warning",
+            )
+            return
+        event.input.value = ""
+        unloaded = [s for s in self.sides if self.info[s] is None]
+        if unloaded:  # still loading, or loading again after the service ended
+            self.queued_prompt = text
+            for side in unloaded:
+                if not self.model_loading[side]:
+                    self.load(side, self.models[side] or "")
+            return
+        self._submit(text)
+
+    def _submit(self, text: str) -> None:
+        self.awaiting_decision = None
+        self.conversation.turns.append(Turn(text))
+        self._start_turn(len(self.conversation.turns) - 1)
+
+    def _start_turn(self, index: int) -> None:
+        turn = self.conversation.turns[index]
+        turn.replies = [Reply(model=self.models[s] or "", text="") for s in self.sides]
+        history = self.conversation.prompt_for(index)
+        self.conversation.models = [m for m in self.models if m] if self.compare else [self.models[0] or ""]
+        for side in self.sides:
+            column = self.query_one(f"#chat-{SIDES[side]}", ChatColumn)
+            column.add_turn(turn.user, self.models[side] or "")
+            self.pending[side] = self.client.generate(SIDES[side], history, self._params())
+            self._reply_worker(side, index, self.pending[side])
+        self._draw_verdict()
+
+    def _params(self) -> dict[str, Any]:
+        params = {k: self.settings[k] for k in NUMBER_SETTINGS if self.settings.get(k) is not None}
+        params["seed"] = int(time.time()) if params.get("temperature", 0) else 0
+        return params
+
+    @work(thread=True, group="chat-reply", exit_on_error=False)
+    def _reply_worker(self, side: int, turn: int, pending: Pending) -> None:
+        text = ""
+        for message in pending:
+            if message.get("type") == "piece":
+                text += str(message.get("text", ""))
+                self.post_message(self.ReplyGrew(side, turn, text))
+            elif pending.final is not None:
+                self.post_message(self.ReplyEnded(side, turn, message))
+
+    def _reply_box(self, side: int, turn: int) -> ReplyMessage | None:
+        boxes = self.query_one(f"#chat-{SIDES[side]}", ChatColumn).replies()
+        return boxes[turn] if turn < len(boxes) else None
+
+    @on(ReplyGrew)
+    def _on_grew(self, message: ReplyGrew) -> None:
+        box = self._reply_box(message.side, message.turn)
+        if box is None:
+            return
+        column = self.query_one(f"#chat-{SIDES[message.side]}", ChatColumn)
+        was = column.at_bottom
+        box.show(message.text)
+        column.follow(was)
+
+    @on(ReplyEnded)
+    def _on_ended(self, message: ReplyEnded) -> None:
+        side, index, final = message.side, message.turn, message.final
+        self.pending[side] = None
+        if index >= len(self.conversation.turns):
+            return
+        turn = self.conversation.turns[index]
+        reply = turn.replies[side if self.compare else 0]
+        if final.get("type") == "done":
+            reply.text = str(final.get("text", ""))
+            reply.new_tokens = int(final.get("new_tokens") or 0)
+            reply.seconds = float(final.get("seconds") or 0.0)
+            reply.stopped = bool(final.get("stopped"))
+            reply.prompt_tokens = int(final.get("prompt_tokens") or 0)
+        else:
+            reply.error = str(final.get("message"))
+            if final.get("kind") == "crashed":  # every model is gone with the service
+                self.info = [None, None]
+                self.model_loading = [False, False]
+                self.status_text = ["the service ended: the next prompt loads it again"] * 2
+                self._layout()
+            self.notify(_error_text(final), title="The reply failed", severity="error", timeout=12)
+        box = self._reply_box(side, index)
+        if box is not None:
+            column = self.query_one(f"#chat-{SIDES[side]}", ChatColumn)
+            was = column.at_bottom
+            box.show(reply.text, reply_stats(reply))
+            column.follow(was)
+        if self.compare and not self.generating and all(r.error is None for r in turn.replies):
+            self.awaiting_decision = index
+            self._draw_verdict()
+            self.query_one(ChatBody).focus()
+
+    # --- stopping, editing, regenerating ---------------------------------------------------------------
+
+    def action_stop_or_leave(self) -> None:
+        if self.generating:
+            for pending in self.pending:
+                if pending is not None:
+                    self.client.cancel(pending)
+            return
+        if self.focused is self.query_one("#chat-prompt"):
+            self.query_one(ChatBody).focus()
+        else:
+            self.action_focus_prompt()
+
+    def action_focus_prompt(self) -> None:
+        self.query_one("#chat-prompt").focus()
+
+    def action_regenerate(self) -> None:
+        if self.generating or not self.conversation.turns:
+            return
+        index = len(self.conversation.turns) - 1
+        self._drop_last_boxes()
+        self._start_turn(index)
+
+    def action_edit_last(self) -> None:
+        """Put the last user turn back into the prompt to edit and resend (its replies are dropped)."""
+        if self.generating or not self.conversation.turns:
+            return
+        turn = self.conversation.turns.pop()
+        self._drop_last_boxes()
+        self.awaiting_decision = None
+        self._draw_verdict()
+        prompt = self.query_one("#chat-prompt", Input)
+        prompt.value = turn.user
+        prompt.cursor_position = len(turn.user)
+        prompt.focus()
+
+    def _drop_last_boxes(self) -> None:
+        for side in (0, 1):
+            column = self.query_one(f"#chat-{SIDES[side]}", ChatColumn)
+            children = list(column.children)
+            for widget in children[-2:]:
+                widget.remove()
+
+    def action_new(self) -> None:
+        if self.generating:
+            return
+        self.conversation = Conversation(
+            models=[m for m in self.models if m],
+            system=self.settings.get("system", ""),
+            few_shot=self.conversation.few_shot,
+        )
+        self.awaiting_decision = None
+        for side in (0, 1):
+            self.query_one(f"#chat-{SIDES[side]}", ChatColumn).clear()
+        self._layout()
+
+    # --- compare ---------------------------------------------------------------------------------------
+
+    def action_compare(self) -> None:
+        if self.generating:
+            return
+        if self.compare:
+            self._set_compare(False)
+            return
+        self._set_compare(True)
+        self.action_pick_model("b")
+
+    def _set_compare(self, on_: bool) -> None:
+        self.compare = on_
+        self.action_new()
+
+    def decide(self, label: str) -> None:
+        index = self.awaiting_decision
+        if index is None:
+            self.notify("nothing to judge: send a prompt to both models first", severity="warning")
+            return
+        turn = self.conversation.turns[index]
+        prompt = self.conversation.prompt_for(index)
+        responses = [
+            Response(
+                turn.replies[s].text, self.models[s] or "", side, {k: v for k, v in self._params().items()}
+            )
+            for s, side in ((0, "A"), (1, "B"))
+        ]
+        decision = new_decision(
+            prompt, responses[0], responses[1], label, annotator=_annotator(self.workspace), origin="chat"
+        )
+        store = PreferenceStore(store_path(self.workspace.annotations, COMPARE_STORE))
+        store.add(decision)
+        self.decisions[index] = decision.id
+        if label in ("A", "B"):
+            turn.preferred = 0 if label == "A" else 1
+        self.awaiting_decision = None
+        self._draw_verdict()
+        self.notify(f"{label_text(label)}: saved to {store.path.name} (u undoes)", timeout=4)
+        self.action_focus_prompt()
+
+    def undo_decision(self) -> None:
+        if not self.decisions:
+            return
+        index = max(self.decisions)
+        decision_id = self.decisions.pop(index)
+        PreferenceStore(store_path(self.workspace.annotations, COMPARE_STORE)).retract(
+            decision_id, annotator=_annotator(self.workspace)
+        )
+        self.conversation.turns[index].preferred = None
+        self.awaiting_decision = index
+        self._draw_verdict()
+        self.notify("decision taken back", timeout=3)
+
+    # --- dialogs -----------------------------------------------------------------------------------------
+
+    def action_pick_model(self, side: str = "a") -> None:
+        index = SIDES.index(side)
+        self._pick_worker(index)
+
+    @work(thread=True, exclusive=True, group="chat-pick", exit_on_error=False)
+    def _pick_worker(self, side: int) -> None:
+        choices = model_choices(self.workspace)  # lists folders: off the event loop
+        self.app.call_from_thread(self._show_picker, side, choices)
+
+    def _show_picker(self, side: int, choices: list[tuple[str, str]]) -> None:
+        title = "Model to chat with" if not self.compare else f"Model {SIDES[side].upper()}"
+
+        def picked(ref: str | None) -> None:
+            if ref:
+                self.load(side, ref)
+            elif self.compare and self.models[1] is None and side == 1:
+                self._set_compare(False)
+            self.action_focus_prompt()
+
+        self.app.push_screen(ModelPicker(choices, title), picked)
+
+    def action_settings(self) -> None:
+        current = dict(self.settings)
+
+        def applied(values: dict[str, Any] | None) -> None:
+            if values is None:
+                return
+            old_data, old_k = self.settings.get("few_shot_data"), self.settings.get("few_shot_k")
+            self.settings.update(values)
+            self.conversation.system = values.get("system", "")
+            if (values.get("few_shot_data"), values.get("few_shot_k")) != (old_data, old_k):
+                if values.get("few_shot_k") and values.get("few_shot_data"):
+                    self._few_shot_worker(values["few_shot_data"], int(values["few_shot_k"]))
+                else:
+                    self.conversation.few_shot = []
+            self.action_focus_prompt()
+
+        self.app.push_screen(SettingsDialog(current), applied)
+
+    @work(thread=True, exclusive=True, group="chat-few-shot", exit_on_error=False)
+    def _few_shot_worker(self, ref: str, k: int) -> None:
+        try:
+            turns = few_shot_turns(ref, k, self.workspace)
+        except UserError as exc:
+            self.post_message(self.FewShotReady([], str(exc)))
+            return
+        self.post_message(self.FewShotReady(turns))
+
+    @on(FewShotReady)
+    def _on_few_shot(self, message: FewShotReady) -> None:
+        if message.error:
+            self.notify(message.error, title="Few-shot examples", severity="error", timeout=10)
+            return
+        self.conversation.few_shot = message.turns
+        self.notify(f"{len(message.turns) // 2} examples go before every prompt", title="Few-shot")
+
+    def action_save(self) -> None:
+        if not self.conversation.turns:
+            self.notify("nothing to save yet", severity="warning")
+            return
+
+        def named(name: str | None) -> None:
+            if not name:
+                return
+            try:
+                path = save_conversation(self.workspace, name, self.conversation)
+            except (UserError, OSError) as exc:
+                self.notify(str(exc), title="Not saved", severity="error")
+                return
+            self.notify(f"saved to {path}", title="Conversation saved")
+
+        self.app.push_screen(NameDialog("Save conversation as", time.strftime("chat-%Y%m%d-%H%M%S")), named)
+
+    def action_open(self) -> None:
+        saved = [
+            (p.stem, time.strftime("%Y-%m-%d %H:%M", time.localtime(p.stat().st_mtime)))
+            for p in list_conversations(self.workspace)
+        ]
+        if not saved:
+            self.notify("no saved conversations yet (ctrl+s saves one)", severity="warning")
+            return
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.open_conversation(name)
+
+        self.app.push_screen(OpenDialog(saved, "Open a saved conversation"), chosen)
+
+    def open_conversation(self, name: str) -> None:
+        try:
+            conversation = load_conversation(self.workspace, name)
+        except UserError as exc:
+            self.notify(str(exc), title="Not opened", severity="error")
+            return
+        self._set_compare(len(conversation.models) > 1)
+        self.conversation = conversation
+        self.settings.update(conversation.settings)
+        self.settings["system"] = conversation.system
+        for turn in conversation.turns:
+            for side in self.sides:
+                reply = turn.replies[side] if side < len(turn.replies) else None
+                column = self.query_one(f"#chat-{SIDES[side]}", ChatColumn)
+                column.add_turn(turn.user, reply.model if reply else "", reply)
+        for side, ref in enumerate(conversation.models[:2]):
+            if ref and ref != self.models[side]:
+                self.load(side, ref)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop_or_leave":
+            return True
+        if action in ("regenerate", "edit_last", "new", "compare") and self.generating:
+            return None  # shown greyed while a reply streams
+        return True
+
+
+def label_text(label: str) -> str:
+    return {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}.get(label, label)
+
+
+def _annotator(ws: Workspace) -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "anonymous"
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    text = str(error.get("message") or "failed")
+    if error.get("hint"):
+        text += f"\n{error['hint']}"
+    return text
