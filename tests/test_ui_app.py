@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from textual.widgets import Static
 
 from tui_ft.ui.app import TuiFtApp
 from tui_ft.ui.screens.datasets import DatasetsScreen
-from tui_ft.ui.screens.placeholder import ComingScreen
 from tui_ft.ui.widgets.shell import ShellHeader
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +34,8 @@ async def test_number_keys_switch_modes(demo_ws):
             ("2", "configure"),
             ("1", "datasets"),
         ):
+            if app.current_mode == "chat":
+                await pilot.press("escape")  # the chat prompt has the focus: Escape leaves it first
             await pilot.press(key)
             await pilot.pause()
             assert app.current_mode == mode
@@ -84,15 +86,19 @@ async def test_open_run_shows_the_run_in_runs_mode(demo_ws):
         assert run.id in str(app.screen.query_one("#dash-title", Static).render())
 
 
-async def test_open_chat_passes_the_model_to_the_chat_placeholder(demo_ws):
+async def test_open_chat_loads_the_model_in_the_chat_screen(demo_ws):
     app = TuiFtApp(demo_ws)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.open_chat("20261122-014512-sft-lora:checkpoint-20")
+        app.open_chat("demo-tiny")
         await pilot.pause()
         assert app.current_mode == "chat"
-        assert isinstance(app.screen, ComingScreen)
-        shown = str(app.screen.query_one("#coming-run", Static).render())
-        assert "tui-ft generate 20261122-014512-sft-lora:checkpoint-20" in shown
+        screen = app.screen
+        assert screen.models[0] == "demo-tiny"
+        deadline = time.monotonic() + 120
+        while screen.info[0] is None and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert screen.info[0]["path"] == str(demo_ws.models / "demo-tiny")
+        assert "demo-tiny" in str(screen.query_one("#chat-model-a", Static).render())
 
 
 async def test_command_palette_goes_to_a_mode(demo_ws):

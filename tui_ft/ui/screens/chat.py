@@ -266,6 +266,16 @@ class ChatBody(Container):
         yield ChatColumn(id="chat-a")
         yield ChatColumn(id="chat-b")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """1 / 2 / t / x judge only while a comparison waits; otherwise the keys pass on (1-5 switch
+        places, as everywhere)."""
+        screen = self.screen
+        if action == "decide":
+            return isinstance(screen, ChatScreen) and screen.awaiting_decision is not None
+        if action == "undo_decision":
+            return isinstance(screen, ChatScreen) and bool(screen.decisions)
+        return True
+
     def action_decide(self, key: str) -> None:
         screen = self.screen
         if isinstance(screen, ChatScreen):
@@ -350,6 +360,7 @@ class ChatScreen(Screen):
         self.decisions: dict[int, str] = {}  # turn -> decision id (for undo)
         self.model_loading = [False, False]
         self.queued_prompt: str | None = None  # sent once the models have loaded again
+        self._asked_for: list[str] = []  # models asked for before the screen was mounted
 
     @property
     def workspace(self) -> Workspace:
@@ -371,16 +382,19 @@ class ChatScreen(Screen):
     def on_mount(self) -> None:
         self._layout()
         self.query_one("#chat-prompt").focus()
-        start = getattr(self.app, "chat_models", None)
+        start = self._asked_for or getattr(self.app, "chat_models", None) or []
+        self.app.chat_models = None  # type: ignore[attr-defined]
+        if len(start) > 1:
+            self._set_compare(True)
+            self.load(1, start[1])
         if start:
-            self.app.chat_models = None  # type: ignore[attr-defined]
-            self.show_model(start[0])
-            if len(start) > 1:
-                self._set_compare(True)
-                self.load(1, start[1])
+            self.load(0, start[0])
 
     def show_model(self, model_ref: str) -> None:
         """Chat with `model_ref` (Runs' "open in Chat", `tui-ft chat MODEL`)."""
+        if not self.is_mounted:  # asked for as the screen is made: loaded once it is mounted
+            self._asked_for = [model_ref]
+            return
         self.load(0, model_ref)
 
     # --- layout --------------------------------------------------------------------------------------
