@@ -238,3 +238,28 @@ async def test_conversation_saved_and_opened_again(demo_ws, shared_client):
         screen.open_conversation("pilot-chat")
         await until(pilot, lambda: len(replies(app)) == 1)
         assert replies(app)[0].text == text and screen.conversation.turns[0].user == "What is 2 times 6?"
+
+
+async def test_a_model_that_would_not_fit_asks_before_loading(demo_ws, shared_client, monkeypatch):
+    """A GPU that is nearly full (a recorded NVML sample: 80 GB card, all but half a MB in use by a
+    training run): Chat says so before loading and offers the CPU; the model then loads there."""
+    from tui_ft.monitor.system import GpuSample, GpuSampler, GpuStatus
+
+    full = GpuStatus(
+        True, None, "560.35", "12.6", (GpuSample(0, "NVIDIA H100", 81_558.5, 81_559, 99, 70, 600, "GPU-1"),)
+    )
+    monkeypatch.setattr(GpuSampler, "sample", lambda self: full)
+    app = ChatApp(demo_ws, shared_client, [])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.gpu_status is full)
+        screen = app.screen
+        screen.load(0, "demo-tiny")
+        await until(pilot, lambda: app.screen.query("#fit-options"))
+        dialog = app.screen
+        problem = " ".join(str(s.render()) for s in dialog.query("Static"))
+        assert "demo-tiny needs about" in problem and "GPU 0 has" in problem
+        options = dialog.query_one("#fit-options")
+        assert [options.get_option_at_index(i).id for i in range(options.option_count)][0] == "cpu"
+        await pilot.press("enter")  # the first choice: the CPU
+        await loaded(pilot, app)
+        assert screen.info[0]["device"] == "cpu"

@@ -36,6 +36,7 @@ from tui_ft.inference.chats import (
     save_conversation,
 )
 from tui_ft.inference.client import GenerationClient, Pending
+from tui_ft.inference.resources import LoadAdvice, advise_load
 from tui_ft.modelref import model_choices
 from tui_ft.prefs.store import PreferenceStore, Response, new_decision, store_path
 from tui_ft.ui.widgets.chat_log import ChatColumn, ReplyMessage, reply_stats
@@ -215,6 +216,39 @@ class SettingsDialog(ModalScreen[dict[str, Any] | None]):
         self.dismiss(None)
 
 
+class LoadChoiceDialog(ModalScreen[str | None]):
+    """A model that would not fit: load it on the CPU, quantized, anyway, or not at all. Dismisses
+    with "cpu", "4bit", "8bit", "anyway" or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="chat.fit.cancel")]
+
+    def __init__(self, advice: LoadAdvice) -> None:
+        super().__init__(classes="chat-dialog")
+        self.advice = advice
+
+    def compose(self) -> ComposeResult:
+        labels = {
+            "cpu": "Load on the CPU (slower, leaves the GPU alone)",
+            "4bit": "Load in 4-bit NF4 (bitsandbytes; about a quarter of the memory)",
+            "8bit": "Load in 8-bit (bitsandbytes; about half the memory)",
+        }
+        with Vertical():
+            yield Label("This model may not fit", classes="dialog-title")
+            yield Static(self.advice.problem or "")
+            options = [Option(labels[o], id=o) for o in self.advice.options if o in labels]
+            options.append(Option("Load it anyway", id="anyway"))
+            options.append(Option("Cancel", id="cancel"))
+            yield OptionList(*options, id="fit-options")
+            yield Static("Enter: choose · Esc: cancel", classes="dialog-help")
+
+    @on(OptionList.OptionSelected, "#fit-options")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(None if event.option.id == "cancel" else event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class NameDialog(ModalScreen[str | None]):
     """Ask for a name (saving a conversation)."""
 
@@ -343,6 +377,14 @@ class ChatScreen(Screen):
         final: dict[str, Any]  # the service's `done` or `error`
 
     @dataclass
+    class NeedsChoice(Message):
+        """The model would not fit where it would load: ask before loading."""
+
+        side: int
+        ref: str
+        advice: LoadAdvice
+
+    @dataclass
     class FewShotReady(Message):
         turns: list[dict[str, str]]
         error: str | None = None
@@ -448,7 +490,16 @@ class ChatScreen(Screen):
 
     # --- loading -------------------------------------------------------------------------------------
 
-    def load(self, side: int, ref: str) -> None:
+    def load(
+        self,
+        side: int,
+        ref: str,
+        *,
+        device: str | None = None,
+        quantization: str | None = None,
+        check: bool = True,
+    ) -> None:
+        """Load `ref` on `side`; first (unless `check` is off) ask whether it fits where it would go."""
         ref = ref.strip()
         if not ref:
             return
@@ -460,11 +511,20 @@ class ChatScreen(Screen):
         self.status_text[side] = "loading…"
         self._layout()
         self._load_worker(
-            side, ref, self.settings.get("device", "auto"), self.settings.get("quantization", "none")
+            side,
+            ref,
+            device or self.settings.get("device", "auto"),
+            quantization or self.settings.get("quantization", "none"),
+            check,
         )
 
-    @work(thread=True, group="chat-load", exit_on_error=False)
-    def _load_worker(self, side: int, ref: str, device: str, quantization: str) -> None:
+    @work(thread=True, group="chat-load", exit_on_error=False, description="Loading a model for chat")
+    def _load_worker(self, side: int, ref: str, device: str, quantization: str, check: bool) -> None:
+        if check:
+            advice = self._advice(ref, device, quantization)
+            if advice is not None and not advice.fits:
+                self.post_message(self.NeedsChoice(side, ref, advice))
+                return
         pending = self.client.load(SIDES[side], ref, device=device, quantization=quantization)
         for message in pending:
             kind = message.get("type")
@@ -474,6 +534,41 @@ class ChatScreen(Screen):
                 self.post_message(self.Loaded(side, ref, message.get("info") or {}))
             elif kind == "error":
                 self.post_message(self.LoadFailed(side, ref, message))
+
+    def _advice(self, ref: str, device: str, quantization: str) -> LoadAdvice | None:
+        """Whether `ref` fits where it would load (the GPU, else RAM); None when that cannot be told
+        from its files (the load itself then says what is wrong)."""
+        from tui_ft.runs.listing import RunsIndex
+
+        gpu = getattr(self.app, "gpu_status", None)
+        busy = tuple(row.id for row in RunsIndex(self.workspace).rows(state="active"))
+        try:
+            return advise_load(
+                ref, self.workspace, gpu=gpu, device=device, quantization=quantization, busy_runs=busy
+            )
+        except (UserError, OSError, ValueError):
+            return None
+
+    @on(NeedsChoice)
+    def _on_needs_choice(self, message: NeedsChoice) -> None:
+        side, ref = message.side, message.ref
+        self.model_loading[side] = False
+        self.status_text[side] = "does not fit: choose how to load it"
+        self._layout()
+
+        def chosen(choice: str | None) -> None:
+            if choice is None:
+                self.models[side] = None
+                self.status_text[side] = f"{ref} not loaded"
+                self._layout()
+            elif choice == "cpu":
+                self.load(side, ref, device="cpu", check=False)
+            elif choice in ("4bit", "8bit"):
+                self.load(side, ref, quantization=choice, check=False)
+            else:
+                self.load(side, ref, check=False)
+
+        self.app.push_screen(LoadChoiceDialog(message.advice), chosen)
 
     @on(LoadProgress)
     def _on_progress(self, message: LoadProgress) -> None:
