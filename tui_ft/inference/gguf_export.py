@@ -24,7 +24,9 @@ from tui_ft.errors import UserError
 # --quant: the output types llama.cpp's converter offers (`--outtype`), all written by `gguf.quants`
 GGUF_QUANTS = ("f16", "q8_0", "bf16", "f32")
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
-CONVERTER_HINT = "export the merged safetensors (--format safetensors) and use llama.cpp's convert_hf_to_gguf.py"
+CONVERTER_HINT = (
+    "export the merged safetensors (--format safetensors) and use llama.cpp's convert_hf_to_gguf.py"
+)
 # transformers-only Jinja tags (they mark the assistant's tokens for training masks); llama.cpp's
 # template engine does not know them, and they do not change the rendered text
 _GENERATION_TAGS = re.compile(r"\{%-?\s*(end)?generation\s*-?%\}")
@@ -220,7 +222,9 @@ def _add_vocab(writer: Any, model_dir: Path, config: dict, tok_config: dict, ggu
             types.append(gguf.TokenType.UNUSED)
         elif text in added:
             tokens.append(text)
-            types.append(gguf.TokenType.CONTROL if added[text].get("special") else gguf.TokenType.USER_DEFINED)
+            types.append(
+                gguf.TokenType.CONTROL if added[text].get("special") else gguf.TokenType.USER_DEFINED
+            )
         else:
             tokens.append(text)
             types.append(gguf.TokenType.NORMAL)
