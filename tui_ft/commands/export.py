@@ -4,6 +4,7 @@ written as a GGUF for llama.cpp and Ollama; then loaded back for a smoke prompt.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-smoke", action="store_true", help="do not load the export back for a smoke prompt"
     )
     export.add_argument("--json", action="store_true", help="print one JSON document (no progress)")
+    # for the UI, which runs the export as a child process: progress as JSON lines on stderr
+    export.add_argument("--progress-jsonl", action="store_true", help=argparse.SUPPRESS)
     export.set_defaults(func=cmd_export)
 
 
@@ -76,7 +79,9 @@ def cmd_export(args, ws: Workspace) -> int:
         "smoke": not args.no_smoke,
         "device": args.device,
     }
-    if args.json or not sys.stderr.isatty():
+    if args.progress_jsonl:
+        result = export_run(ws, args.run, args.out, progress=_jsonl_progress, **options)
+    elif args.json or not sys.stderr.isatty():
         if not args.json:
             print(f"exporting {args.run}…", file=sys.stderr)
         result = export_run(ws, args.run, args.out, **options)
@@ -87,6 +92,10 @@ def cmd_export(args, ws: Workspace) -> int:
         return 0
     print_result(result)
     return 0
+
+
+def _jsonl_progress(stage: str, fraction: float) -> None:
+    print(json.dumps({"stage": stage, "fraction": round(fraction, 3)}), file=sys.stderr, flush=True)
 
 
 def _with_progress_bar(ws: Workspace, args, options: dict[str, Any]):

@@ -252,11 +252,6 @@ def export_run(
             report("copying", 0.0)
             _copy_model(src, tmp)
             report("copying", 1.0)
-        if smoke and fmt != "gguf":
-            report("smoke test", 0.0)
-            where = info.get("device") or choose_merge_device(ws, _smoke_model(source, ws), device)[0]
-            info["smoke"] = smoke_test(ws, tmp, device=where)
-            report("smoke test", 1.0)
         meta.update(
             {
                 "exported_from": run_ref,
@@ -275,6 +270,22 @@ def export_run(
         if failure is not None:
             raise failure from exc
         raise
+    report("written", 1.0)
+    if smoke and fmt != "gguf":  # the folder in its place, loaded back as `tui-ft generate DIR` would
+        report("smoke test", 0.0)
+        where = info.get("device") or choose_merge_device(ws, _smoke_model(source, ws), device)[0]
+        try:
+            info["smoke"] = smoke_test(ws, out, device=where)
+        except BaseException as exc:
+            shutil.rmtree(out, ignore_errors=True)  # an export that does not load is not left behind
+            if isinstance(exc, Exception) and not isinstance(exc, (UserError, WorkFailed)):
+                raise WorkFailed(
+                    f"the export was written to {out} but does not load back "
+                    f"({type(exc).__name__}: {exc}); it was removed",
+                    hint="export the adapter without --merge and load it with peft on its base",
+                ) from exc
+            raise
+        report("smoke test", 1.0)
     report("done", 1.0)
     files = [p for p in out.rglob("*") if p.is_file()]
     gguf_name = info.get("gguf_file")
