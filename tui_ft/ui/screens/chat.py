@@ -38,8 +38,8 @@ from tui_ft.inference.chats import (
 from tui_ft.inference.client import GenerationClient, Pending
 from tui_ft.modelref import model_choices
 from tui_ft.prefs.store import PreferenceStore, Response, new_decision, store_path
-from tui_ft.ui.screens.run_dialogs import ExportDialog, ExportRequest, run_export
 from tui_ft.ui.widgets.chat_log import ChatColumn, ReplyMessage, reply_stats
+from tui_ft.ui.widgets.export_dialog import ExportDialog, ExportRequest, run_export
 from tui_ft.workspace import Workspace
 
 SIDES = ("a", "b")
