@@ -40,6 +40,7 @@ from tui_ft.inference.resources import LoadAdvice, advise_load
 from tui_ft.modelref import model_choices
 from tui_ft.prefs.store import PreferenceStore, Response, new_decision, store_path
 from tui_ft.ui.widgets.chat_log import ChatColumn, ReplyMessage, reply_stats
+from tui_ft.ui.widgets.export_dialog import ExportDialog, ExportRequest, run_export
 from tui_ft.workspace import Workspace
 
 SIDES = ("a", "b")
@@ -336,6 +337,7 @@ class ChatScreen(Screen):
         Binding("ctrl+s", "save", "Save", id="chat.save"),
         Binding("ctrl+o", "open", "Open", id="chat.open"),
         Binding("ctrl+n", "new", "New", id="chat.new"),
+        Binding("x", "export", "Export", id="chat.export"),  # typed into the prompt while it has focus
     ]
 
     # --- messages from the workers -------------------------------------------------------------------
@@ -882,6 +884,59 @@ class ChatScreen(Screen):
             return
         self.conversation.few_shot = message.turns
         self.notify(f"{len(message.turns) // 2} examples go before every prompt", title="Few-shot")
+
+    def export_ref(self) -> str | None:
+        """Side A's model as `tui-ft export` takes it (RUN or RUN:checkpoint-N), None when it is not a run."""
+        from tui_ft.modelref import resolve_model
+
+        ref = self.models[0]
+        if not ref:
+            return None
+        try:
+            resolved = resolve_model(ref, self.workspace)
+        except UserError:
+            return None
+        if resolved.kind == "run" and resolved.run_id:
+            return resolved.run_id
+        if resolved.kind == "checkpoint" and resolved.run_id:
+            return f"{resolved.run_id}:{Path(resolved.path).name}"
+        return None
+
+    def action_export(self) -> None:
+        """Export side A's model with the Runs screen's dialog (a run or a checkpoint only)."""
+        run_ref = self.export_ref()
+        if run_ref is None:
+            shown = self.models[0] or "no model"
+            self.notify(
+                f"{shown} is not a run or a checkpoint: only a run's model exports (pick one with ctrl+l)",
+                severity="warning",
+                markup=False,
+            )
+            return
+        default = self.workspace.root / "exports" / run_ref.replace(":", "-")
+
+        def chosen(request: ExportRequest | None) -> None:
+            if request is not None:
+                self.notify(f"exporting {run_ref}…", markup=False)
+                self._export_worker(request)
+
+        self.app.push_screen(ExportDialog(run_ref, default), chosen)
+
+    @work(thread=True, exclusive=True, group="chat-export", exit_on_error=False, description="exporting")
+    def _export_worker(self, request: ExportRequest) -> None:
+        """`tui-ft export` in a child process; what it says comes back as notifications."""
+        run_export(
+            request, self.workspace.root, lambda text, severity: self.post_message(self.Told(text, severity))
+        )
+
+    @dataclass
+    class Told(Message):
+        text: str
+        severity: str = "information"
+
+    @on(Told)
+    def _told(self, message: Told) -> None:
+        self.notify(message.text, severity=message.severity, markup=False, timeout=12)  # type: ignore[arg-type]
 
     def action_save(self) -> None:
         if not self.conversation.turns:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -24,7 +23,7 @@ from textual.widgets import ContentSwitcher, Footer
 from tui_ft.errors import UserError
 from tui_ft.runs.history import RunHistory
 from tui_ft.runs.listing import RunRow
-from tui_ft.ui.screens.run_dialogs import ExportDialog, OverlayDialog
+from tui_ft.ui.screens.run_dialogs import ExportDialog, ExportRequest, OverlayDialog, run_export
 from tui_ft.ui.widgets.run_dashboard import RunDashboard, Snapshot
 from tui_ft.ui.widgets.run_format import ALERT_SEVERITY
 from tui_ft.ui.widgets.run_list import RunList
@@ -281,31 +280,24 @@ class RunsScreen(Screen):
             return
         default = self.workspace.root / "exports" / run_id
 
-        def chosen(answer: tuple[str, bool] | None) -> None:
-            if answer is not None:
-                folder, merge = answer
-                self.notify(f"exporting {run_id}{' (merging)' if merge else ''}…", markup=False)
-                self._export_worker(run_id, folder, merge)
+        def chosen(request: ExportRequest | None) -> None:
+            if request is not None:
+                what = {"safetensors": " (merging)", "gguf": f" (GGUF {request.quant})"}.get(request.fmt, "")
+                self.notify(f"exporting {run_id}{what}…", markup=False)
+                self._export_worker(request)
 
         self.app.push_screen(ExportDialog(run_id, default), chosen)
 
     @work(
         thread=True, exclusive=True, group="runs-export", exit_on_error=False, description="exporting the run"
     )
-    def _export_worker(self, run_id: str, folder: str, merge: bool) -> None:
-        """What `tui-ft export RUN --out DIR [--merge]` does."""
-        from tui_ft.inference.export import export_run
-
-        try:
-            result = export_run(self.workspace, run_id, Path(folder).expanduser(), merge=merge)
-        except UserError as exc:
-            self.post_message(self.ActionDone(f"cannot export: {exc}", "error"))
-            return
-        except Exception as exc:  # noqa: BLE001 - the export of a broken model: said, not raised
-            self.post_message(self.ActionDone(f"export failed: {type(exc).__name__}: {exc}", "error"))
-            return
-        what = "full model (merged)" if result.merged else ("adapter" if result.adapter else "model")
-        self.post_message(self.ActionDone(f"exported the {what} of {run_id} to {result.out_dir}"))
+    def _export_worker(self, request: ExportRequest) -> None:
+        """What `tui-ft export RUN --out DIR [--merge | --format gguf --quant Q]` does, in a child process."""
+        run_export(
+            request,
+            self.workspace.root,
+            lambda text, severity: self.post_message(self.ActionDone(text, severity)),
+        )
 
     def action_overlay(self) -> None:
         run_id = self._current_run()
