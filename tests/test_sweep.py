@@ -66,7 +66,7 @@ def test_grid_of_four_ranks_runs_keeps_going_past_a_failing_one_and_saves_the_be
         "sweep",
         "sft-lora",
         "--grid",
-        "training.learning_rate=3e-3,1e9",
+        "adapter.target_modules=all-linear,no_such_proj",
         "--grid",
         "adapter.r=4,8",
         *FAST,
@@ -77,12 +77,13 @@ def test_grid_of_four_ranks_runs_keeps_going_past_a_failing_one_and_saves_the_be
     doc = json.loads(proc.stdout)
     assert doc["state"] == "completed" and len(doc["runs"]) == 4
     states = {tuple(sorted(r["params"].items())): r["state"] for r in doc["runs"]}
-    assert states[(("adapter.r", "4"), ("training.learning_rate", "3e-3"))] == "completed"
-    assert states[(("adapter.r", "8"), ("training.learning_rate", "3e-3"))] == "completed"
-    # lr 1e9 diverges: the watchdog fails those runs, and the sweep goes on with the others
-    assert [r["state"] for r in doc["runs"] if r["params"]["training.learning_rate"] == "1e9"] == [
-        "failed"
-    ] * 2
+    assert states[(("adapter.r", "4"), ("adapter.target_modules", "all-linear"))] == "completed"
+    assert states[(("adapter.r", "8"), ("adapter.target_modules", "all-linear"))] == "completed"
+    # no layer of the model is called no_such_proj: those runs fail, and the sweep goes on
+    failed = [r for r in doc["runs"] if r["params"]["adapter.target_modules"] == "no_such_proj"]
+    assert [r["state"] for r in failed] == ["failed"] * 2 and all(
+        "target modules" in r["error"] for r in failed
+    )
     ranked = [r for r in doc["runs"] if r["state"] == "completed"]
     assert ranked[0]["value"] <= ranked[1]["value"] and doc["best"]["run_id"] == ranked[0]["run_id"]
     for r in doc["runs"]:  # every trial is an ordinary run, tagged with its sweep
