@@ -7,6 +7,7 @@ import sys
 import time
 
 from tui_ft.commands import print_json
+from tui_ft.errors import UserError
 from tui_ft.workspace import Workspace
 
 
@@ -184,7 +185,16 @@ def _print_outcome(run, status) -> None:
 
 def cmd_stop(args, ws: Workspace) -> int:
     from tui_ft.runs.registry import find_run, kill_now, request_stop, wait_until_final
+    from tui_ft.runs.sweep import find_sweep, stop_sweep
 
+    folder = find_sweep(ws, args.run)
+    if folder is not None:  # a sweep: its driver stops the running trial and ends
+        sweep = stop_sweep(folder)
+        if args.json:
+            print_json({"id": sweep.id, "state": "stopping"})
+        else:
+            print(f"stop requested for sweep {sweep.id} (resume it with `tui-ft resume {sweep.id}`)")
+        return 0
     run = find_run(ws, args.run)
     t0 = time.monotonic()
     request_stop(run, now=args.now)
@@ -218,7 +228,23 @@ def cmd_stop(args, ws: Workspace) -> int:
 def cmd_resume(args, ws: Workspace) -> int:
     from tui_ft.runs.launcher import resume_run
     from tui_ft.runs.registry import find_run
+    from tui_ft.runs.sweep import find_sweep, spawn_driver
 
+    folder = find_sweep(ws, args.run)
+    if folder is not None:  # a sweep: the interrupted trial from its checkpoint, then the rest
+        sweep = folder.load()
+        if sweep.state == "completed":
+            raise UserError(f"sweep {sweep.id} has completed; nothing to resume", field="RUN")
+        if args.detach:
+            pid = spawn_driver(folder, ws, resume=True)
+            print_json({"id": sweep.id, "pid": pid}) if args.json else print(f"sweep {sweep.id} resuming")
+            return 0
+        from tui_ft.commands.sweep import _reporter, print_table, sweep_json
+        from tui_ft.runs.sweep import run_sweep
+
+        sweep = run_sweep(ws, folder, _reporter(args.json), resume=True)
+        print_json(sweep_json(ws, sweep)) if args.json else print_table(sweep)
+        return 0 if sweep.state in ("completed", "stopped") else 1
     run = find_run(ws, args.run)
     proc, last = resume_run(run, detach=args.detach)
     if args.detach:

@@ -45,6 +45,7 @@ class RunRow:
     path: Path
     error_hint: str | None = None
     last_checkpoint: str | None = None
+    sweep: str | None = None  # the sweep this run is a trial of
 
     @property
     def state_label(self) -> str:
@@ -56,7 +57,9 @@ class RunRow:
     def matches(self, text: str) -> bool:
         """Every word of `text` occurs (case-insensitively) in the id, name, method, adapter, model or state."""
         haystack = " ".join(
-            str(v) for v in (self.id, self.name, self.method, self.adapter, self.model, self.state_label) if v
+            str(v)
+            for v in (self.id, self.name, self.method, self.adapter, self.model, self.state_label, self.sweep)
+            if v
         ).lower()
         return all(word in haystack for word in text.lower().split())
 
@@ -248,6 +251,7 @@ def row_from_status(
         name=status.name,
         method=status.method,
         adapter=status.adapter,
+        sweep=status.sweep,
         model=status.model,
         state=status.state,
         pid=status.pid,

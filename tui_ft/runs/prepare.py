@@ -118,7 +118,9 @@ def resolve_rewards(loaded: LoadedRecipe, recipe: Recipe, ws: Workspace) -> None
     recipe.rewards.functions = resolved
 
 
-def create_run(loaded: LoadedRecipe, ws: Workspace, *, state: str = "starting") -> RunDir:
+def create_run(
+    loaded: LoadedRecipe, ws: Workspace, *, state: str = "starting", sweep: str | None = None
+) -> RunDir:
     """Create runs/<id>/ with the resolved recipe and an initial status; returns it."""
     ws.ensure()
     recipe = resolve_recipe(loaded, ws)
@@ -137,6 +139,7 @@ def create_run(loaded: LoadedRecipe, ws: Workspace, *, state: str = "starting") 
         output_dir=str(run.final),
         model=recipe.model.name,
         adapter=recipe.adapter.type,
+        sweep=sweep,
     )
     run.write_status(status)
     return run

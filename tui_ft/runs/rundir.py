@@ -54,6 +54,7 @@ class Status:
     device: str | None = None
     model: str | None = None
     adapter: str | None = None
+    sweep: str | None = None  # the sweep this run is a trial of
 
     @classmethod
     def from_dict(cls, data: Any, path: Path | str | None = None) -> Status:
