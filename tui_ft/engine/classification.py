@@ -31,7 +31,10 @@ def classification_metrics(labels: Sequence[str]) -> Callable[[Any], dict[str, A
 
     def compute(prediction) -> dict[str, Any]:
         import numpy as np
-        from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+        from sklearn.metrics import (  # type: ignore[import-untyped]
+            confusion_matrix,
+            precision_recall_fscore_support,
+        )
 
         logits = prediction.predictions
         if isinstance(logits, (tuple, list)):
