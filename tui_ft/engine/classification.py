@@ -37,7 +37,7 @@ def classification_metrics(labels: Sequence[str]) -> Callable[[Any], dict[str, A
         )
 
         logits = prediction.predictions
-        if isinstance(logits, (tuple, list)):
+        if isinstance(logits, tuple):  # the logits first, then any other outputs the model returned
             logits = logits[0]
         predicted = np.asarray(logits).argmax(axis=-1)
         true = np.asarray(prediction.label_ids)
