@@ -5,6 +5,7 @@ recall, F1 and a confusion matrix at every evaluation; labels the classifier nev
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from tests.conftest import run_tui_ft, train_recipe
