@@ -174,10 +174,19 @@ def test_full_training_changes_the_backbone(demo_ws):
 # --- the shipped recipes, the events and the outcome ----------------------------------------------------
 
 
+_TRAINED: dict[str, tuple] = {}
+
+
+def frozen_run(ws):
+    """The shipped frozen recipe as shipped: 60 steps, a fifth of the sample held out (60 rows); once."""
+    if "frozen" not in _TRAINED:
+        _TRAINED["frozen"] = train_recipe(ws, "classify-frozen")
+    return _TRAINED["frozen"]
+
+
 @pytest.mark.slow
 def test_frozen_classifier_beats_chance_and_reports_every_metric(demo_ws, cli_env):
-    """The shipped frozen recipe as shipped: 60 steps, a fifth of the sample held out (60 rows)."""
-    run, status = train_recipe(demo_ws, "classify-frozen")
+    run, _ = frozen_run(demo_ws)
     evals = events_of(run, "eval")
     assert evals, "no eval event"
     last = evals[-1]
@@ -228,6 +237,37 @@ def test_each_shipped_recipe_trains(demo_ws, recipe):
     assert config["method"] == "classify"
     meta = json.loads((run.final / "tui-ft.json").read_text())
     assert meta["method"] == "classify"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_the_dashboard_charts_accuracy_and_f1_and_shows_the_confusion_matrix(demo_ws, tmp_path):
+    from tests.test_ui_runs import RecordingApp, chart, until
+    from tui_ft.ui.widgets.confusion import ConfusionMatrix
+
+    run, _ = frozen_run(demo_ws)
+    last = events_of(run, "eval")[-1]
+    app = RecordingApp(demo_ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.screen.refreshes >= 1)
+        await pilot.pause(0.2)
+        assert chart(app, "chart-rm-accuracy").last_value("eval_accuracy") == last["eval_accuracy"]
+        assert chart(app, "chart-f1").last_value("eval_f1_macro") == last["eval_f1_macro"]
+        matrix = app.screen.query_one("#dash-confusion", ConfusionMatrix)
+        assert matrix.display
+        assert matrix.confusion == {
+            "step": last["step"],
+            "labels": list(SAMPLE_CLASSES),
+            "matrix": last["eval_confusion_matrix"],
+        }
+        app.save_screenshot(str(tmp_path / "classify-dashboard.svg"))
+        shown = (tmp_path / "classify-dashboard.svg").read_text().replace("&#160;", " ")
+        assert "confusion matrix" in shown and "neutral" in shown
 
 
 # --- bad input ------------------------------------------------------------------------------------------
