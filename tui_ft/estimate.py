@@ -86,6 +86,10 @@ BETA_DEFAULTS = {"dpo": 0.1, "kto": 0.1, "orpo": 0.1, "grpo": 0.0, "rloo": 0.05}
 PAIRED_METHODS = ("dpo", "orpo", "reward")
 REFERENCE_METHODS = ("dpo", "kto", "grpo", "rloo")
 GENERATING_METHODS = ("grpo", "rloo")
+# Methods whose model swaps the LM head for a small score head (sequence classification), and its
+# outputs: the reward model's one score; a classifier's classes, known only from its data, assumed here
+# (the head is hidden x classes, small beside everything else either way).
+SCORE_HEAD_OUTPUTS = {"reward": 1, "classify": 8}
 # Architectures whose MLP has two matrices (up, down) rather than a gated three (gate, up, down).
 NON_GATED = ("gpt2", "gpt_neo", "gpt_neox", "gptj", "opt", "bloom", "falcon", "phi", "starcoder2", "mpt")
 _LAYER = re.compile(r"\.(?:layers|h|blocks|layer|decoder_layers)\.(\d+)\.")
@@ -565,9 +569,10 @@ def _precision(recipe: Recipe, on_gpu: bool, assumptions: list[str]) -> tuple[st
 
 def _method_size(recipe: Recipe, shape: ModelShape) -> tuple[int, int]:
     """(parameters, head parameters) under the method: a reward model swaps the LM head for a
-    one-logit score head."""
-    if recipe.method == "reward":
-        return shape.total_params - shape.head_params + shape.hidden, shape.hidden
+    one-logit score head, a classifier for one with a logit per class."""
+    outputs = SCORE_HEAD_OUTPUTS.get(recipe.method)
+    if outputs is not None:
+        return shape.total_params - shape.head_params + shape.hidden * outputs, shape.hidden * outputs
     return shape.total_params, shape.head_params
 
 
@@ -580,6 +585,10 @@ def _trainable(
     adapted = [lin for lin in shape.linears if _matches(adapter.target_modules, lin)]
     if kind == "full":
         return total, wbytes, "every parameter", adapted
+    if recipe.method == "classify":
+        assumptions.append(f"classify: assuming {SCORE_HEAD_OUTPUTS['classify']} classes for the head")
+    if kind == "freeze" and recipe.method == "classify" and adapter.trainable_layers == 0:
+        return head, wbytes, "the classification head only (backbone frozen)", adapted
     if kind == "freeze":
         lm_head_trainable = head if head else shape.embed_params  # tied: the embeddings are the head
         layers_trained = min(adapter.trainable_layers, shape.num_layers)
@@ -592,7 +601,7 @@ def _trainable(
             trainable += sum(lin.out_features for lin in adapted)
         if not adapted:
             assumptions.append(f"adapter.target_modules {adapter.target_modules!r} matches no Linear module")
-        if recipe.method == "reward":
+        if recipe.method in SCORE_HEAD_OUTPUTS:
             trainable += head  # the new score head trains too (modules_to_save)
         return trainable, 4, f"r={adapter.r} on {len(adapted)} modules", adapted
     # prompt_tuning
@@ -711,7 +720,7 @@ def _activations(plan: _Plan) -> MemoryPart:
     else:
         layer_acts = trained_layers * full_layer
         ckpt_why = f"{trained_layers} block(s) kept"
-    logit_width = 1 if plan.method == "reward" else shape.vocab
+    logit_width = SCORE_HEAD_OUTPUTS.get(plan.method, shape.vocab)
     logits = tokens * logit_width * (abytes + 8)
     if plan.method in PAIRED_METHODS:
         plan.assumptions.append(f"{plan.method}: chosen and rejected run together (batch x 2)")

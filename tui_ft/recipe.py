@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tui_ft.errors import RecipeError
 
-METHODS = ("sft", "dpo", "orpo", "kto", "reward", "grpo", "rloo")
-Method = Literal["sft", "dpo", "orpo", "kto", "reward", "grpo", "rloo"]
+METHODS = ("sft", "dpo", "orpo", "kto", "reward", "grpo", "rloo", "classify")
+Method = Literal["sft", "dpo", "orpo", "kto", "reward", "grpo", "rloo", "classify"]
 
 # Keys of the TRL config that tui-ft sets itself, with where the user says the same thing instead.
 MANAGED_TRAINING_KEYS = {
@@ -69,7 +69,12 @@ class AdapterSpec(_Section):
     target_modules: str | list[str] = Field(
         "all-linear", description="modules LoRA wraps: all-linear, or names like [q_proj, v_proj]"
     )
-    trainable_layers: int = Field(2, ge=0, description="freeze: how many of the last blocks train")
+    trainable_layers: int = Field(
+        2,
+        ge=0,
+        description="freeze: how many of the last blocks train (classify with 0: the head only, "
+        "the backbone a fixed feature extractor)",
+    )
     num_virtual_tokens: int = Field(16, gt=0, description="prompt tuning: length of the learned prompt")
     prompt_init_text: str | None = Field(
         None, description="prompt tuning: initialise the learned prompt from this text (else random)"
@@ -146,12 +151,14 @@ class Recipe(_Section):
 
     name: str | None = Field(None, description="short name used in run ids; defaults to the file name")
     description: str = ""
-    method: Method = Field(description="sft, dpo, orpo, kto, reward, grpo or rloo")
+    method: Method = Field(description="sft, dpo, orpo, kto, reward, grpo, rloo or classify")
     model: ModelSpec
     adapter: AdapterSpec = Field(default_factory=AdapterSpec)
     data: DataSpec
     training: dict[str, Any] = Field(
-        default_factory=dict, description="the method's TRL config keys, under TRL's own names"
+        default_factory=dict,
+        description="the method's TRL config keys, under TRL's own names (classify: transformers' "
+        "TrainingArguments)",
     )
     rewards: RewardsSpec | None = Field(None, description="grpo and rloo: the reward models and functions")
     watchdog: WatchdogSpec = Field(default_factory=WatchdogSpec)

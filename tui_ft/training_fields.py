@@ -1,4 +1,5 @@
-"""The `training:` keys a method accepts: the fields of its TRL config class, as a plain table.
+"""The `training:` keys a method accepts: the fields of its TRL config class (transformers'
+TrainingArguments for classification), as a plain table.
 
 Reading the table means importing trl (and with it transformers and torch, several seconds), so it is
 computed once per installed trl/transformers pair and cached as JSON in the workspace. The UI and the
@@ -18,7 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# method -> (module, class) of its TRL configuration class
+# method -> (module, class) of its TRL configuration class; classification has no TRL trainer and is
+# configured by transformers' own TrainingArguments (its trainer is transformers.Trainer)
 CONFIG_CLASSES: dict[str, tuple[str, str]] = {
     "sft": ("trl", "SFTConfig"),
     "dpo": ("trl", "DPOConfig"),
@@ -27,6 +29,7 @@ CONFIG_CLASSES: dict[str, tuple[str, str]] = {
     "grpo": ("trl", "GRPOConfig"),
     "rloo": ("trl", "RLOOConfig"),
     "orpo": ("trl.experimental.orpo", "ORPOConfig"),
+    "classify": ("transformers", "TrainingArguments"),
 }
 
 # Kinds a value may take; a field allows one or more.

@@ -74,7 +74,7 @@ def _show_run(args, ws: Workspace) -> int:
 
     from tui_ft.display import format_value
     from tui_ft.runs.listing import RunsIndex
-    from tui_ft.runs.metrics import last_method_metrics
+    from tui_ft.runs.metrics import last_confusion_matrix, last_method_metrics
     from tui_ft.runs.registry import find_run, list_checkpoints, require_status
 
     run = find_run(ws, args.run)
@@ -85,6 +85,9 @@ def _show_run(args, ws: Workspace) -> int:
         "checkpoints": [c.to_json() for c in checkpoints],
         "metrics": last_method_metrics(run),
     }
+    confusion = last_confusion_matrix(run)  # a classifier's last evaluation
+    if confusion is not None:
+        doc["confusion_matrix"] = confusion
     if args.json:
         print_json(doc)
         return 0
@@ -108,6 +111,8 @@ def _show_run(args, ws: Workspace) -> int:
     if doc["metrics"]:
         metrics = ", ".join(f"{k} {format_value(v)}" for k, v in doc["metrics"].items())
         console.print(f"{'metrics':>10}  {metrics}", highlight=False, markup=False)
+    if confusion is not None:
+        console.print(_confusion_table(confusion))
     if row.error_message:
         console.print(f"{'error':>10}  {row.error_message}", highlight=False, markup=False)
         if row.error_hint:
@@ -124,6 +129,25 @@ def _show_run(args, ws: Workspace) -> int:
     if checkpoints:
         console.print(table)
     return 0
+
+
+def _confusion_table(confusion: dict):
+    """A classifier's confusion matrix: a row per true class, a column per predicted one."""
+    from rich.table import Table
+    from rich.text import Text
+
+    labels = confusion["labels"]
+    table = Table(
+        "true ↓ predicted →",
+        title=f"confusion matrix (evaluation at step {confusion.get('step')})",
+        box=None,
+        header_style="bold",
+    )
+    for label in labels:
+        table.add_column(Text(label), justify="right")
+    for label, row in zip(labels, confusion["matrix"], strict=True):
+        table.add_row(Text(label), *(str(v) for v in row))
+    return table
 
 
 def cmd_logs(args, ws: Workspace) -> int:

@@ -167,6 +167,17 @@ def _print_outcome(run, status) -> None:
                     + ", ".join(f"{k.removeprefix('eval_')} {format_value(v)}" for k, v in scores.items())
                 )
             console.print(f"  try:   tui-ft train grpo-lora --set 'rewards.models=[{run.id}]'")
+        elif status.method == "classify":
+            from tui_ft.runs.metrics import last_method_metrics
+
+            last = last_method_metrics(run)
+            shown = [k for k in ("eval_accuracy", "eval_f1_macro") if k in last]
+            if shown:
+                console.print(
+                    "  eval:  "
+                    + ", ".join(f"{k.removeprefix('eval_')} {format_value(last[k])}" for k in shown)
+                )
+            console.print(f"  more:  tui-ft runs {run.id} (per class and the confusion matrix)")
         else:
             console.print(f"  try:   tui-ft generate {run.id} --prompt '...'")
     elif status.state == "stopped":

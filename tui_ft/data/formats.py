@@ -496,7 +496,27 @@ METHOD_FORMATS: dict[str, tuple[Format, ...]] = {
     "kto": (Format.unpaired, Format.preference),
     "grpo": (Format.prompt_only, Format.prompt_completion, Format.messages, Format.preference),
     "rloo": (Format.prompt_only, Format.prompt_completion, Format.messages, Format.preference),
+    "classify": (Format.classification,),
 }
+
+
+def label_name(label: str | int) -> str:
+    """A classification label as its class name: class names stay, integers become their digits (a
+    JSONL `1`, a CSV `1` and a `"1"` are one class)."""
+    return label if isinstance(label, str) else str(label)
+
+
+def class_names(labels: Iterable[str | int]) -> tuple[str, ...]:
+    """The classes of a classification dataset, in label-id order: numerically when every label is an
+    integer (label `k` keeps id `k` when the labels are 0..n-1), else alphabetically."""
+    names = {label_name(label) for label in labels}
+    if all(_is_integer(n) for n in names):
+        return tuple(sorted(names, key=int))
+    return tuple(sorted(names))
+
+
+def _is_integer(text: str) -> bool:
+    return text.lstrip("-").isdigit()
 
 
 def check_method_format(method: str, fmt: Format, path: str | Path | None = None) -> None:

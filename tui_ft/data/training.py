@@ -9,9 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui_ft.data.formats import Format, check_method_format, detect_format, normalise, rows_for_method
+from tui_ft.data.formats import (
+    Format,
+    check_method_format,
+    class_names,
+    detect_format,
+    label_name,
+    normalise,
+    rows_for_method,
+)
 from tui_ft.data.sources import DatasetSource, Row, open_dataset
-from tui_ft.data.validation import check_rows
+from tui_ft.data.validation import RowProblem, check_rows
 from tui_ft.errors import DataError
 
 if TYPE_CHECKING:
@@ -26,6 +34,7 @@ class LoadedData:
     format: Format
     source: Path | str
     rows: int
+    labels: tuple[str, ...] | None = None  # classify: the class names, in label-id order
 
 
 def load_for_training(
@@ -35,6 +44,7 @@ def load_for_training(
     base_dir: Path | None = None,
     ranking_mode: str = "all",
     cache_dir: Path | None = None,
+    labels: tuple[str, ...] | None = None,
 ) -> LoadedData:
     """Read, validate, normalise and convert a dataset for `method` into a `datasets.Dataset`.
 
@@ -43,6 +53,9 @@ def load_for_training(
     With `cache_dir`, the dataset is written there and memory-mapped back (as `load_dataset` does):
     training reads it as fast as a hub dataset, and the trainer's tokenized copies are cached beside it
     instead of held in memory.
+
+    For `classify`, labels become label ids: of `labels` when given (an evaluation file, whose every
+    label must be one the training data has), else of the classes this data holds (at least two).
     """
     source = ref if isinstance(ref, DatasetSource) else open_dataset(ref, base_dir=base_dir)
     path = source.path
@@ -52,12 +65,19 @@ def load_for_training(
     keep_extra = method in ("grpo", "rloo")
     out: list[dict[str, Any]] = []
 
-    def collect(row: Row, fmt: Format) -> None:
+    known = set(labels) if labels is not None else None
+
+    def collect(row: Row, fmt: Format) -> list[RowProblem] | None:
+        if known is not None and fmt is Format.classification:
+            name = label_name(row.data["label"])
+            if name not in known:
+                return [unseen_label_problem(row.line, name, labels or ())]
         out.extend(
             rows_for_method(
                 normalise(row.data, fmt, keep_extra=keep_extra), fmt, method, ranking_mode=ranking_mode
             )
         )
+        return None
 
     fmt, rows, problems, total = check_rows(source, on_valid=collect, max_errors=1)
     if problems:
@@ -70,6 +90,12 @@ def load_for_training(
         raise DataError(first.message + more, path=path, line=first.line, field=first.field, hint=first.hint)
     if fmt is None:
         raise DataError("no rows to train on", path=path)
+    if method == "classify":
+        labels = labels or class_names(r["label"] for r in out)
+        check_class_count(labels, path)
+        ids = {name: i for i, name in enumerate(labels)}
+        for r in out:
+            r["label"] = ids[label_name(r["label"])]
     import datasets
 
     try:
@@ -84,7 +110,30 @@ def load_for_training(
     if cache_dir is not None:
         dataset.save_to_disk(str(cache_dir))
         dataset = datasets.load_from_disk(str(cache_dir))
-    return LoadedData(dataset=dataset, format=fmt, source=path, rows=rows)
+    return LoadedData(dataset=dataset, format=fmt, source=path, rows=rows, labels=labels)
+
+
+def unseen_label_problem(line: int | None, name: str, labels: tuple[str, ...]) -> RowProblem:
+    """An evaluation row whose label the classifier never saw in training: it has no output for it."""
+    shown = ", ".join(labels[:12]) + (", ..." if len(labels) > 12 else "")
+    return RowProblem(
+        line,
+        "label",
+        f"label {name!r} does not occur in the training data, so the classifier has no class for it "
+        f"(the training labels: {shown})",
+        "add examples of it to the training data, or drop these rows from the evaluation data",
+    )
+
+
+def check_class_count(labels: tuple[str, ...], path: Path | str) -> None:
+    """A classifier needs two classes at least (one label would make transformers fit a regression)."""
+    if len(labels) < 2:
+        raise DataError(
+            f"classification needs at least two labels; the training data has only {', '.join(labels) or 'none'}",
+            path=path,
+            field="label",
+            hint="add rows of the other classes",
+        )
 
 
 def _first_format(source: DatasetSource) -> Format | None:

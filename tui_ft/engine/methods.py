@@ -1,4 +1,5 @@
-"""The method registry: how each recipe method becomes a TRL trainer."""
+"""The method registry: how each recipe method becomes a trainer (TRL's, or transformers' Trainer for
+classification)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tui_ft.engine.classification import classification_trainer_inputs
 from tui_ft.errors import RecipeError
 from tui_ft.recipe import Recipe
 from tui_ft.training_fields import CONFIG_CLASSES
@@ -120,16 +122,19 @@ def _check_kto_batch(args) -> None:
 
 @dataclass(frozen=True)
 class Method:
-    """How a recipe method becomes a TRL trainer: its trainer class (`module:Class`, imported when a run
+    """How a recipe method becomes a trainer: its trainer class (`module:Class`, imported when a run
     starts; the config class is training_fields.CONFIG_CLASSES') and what else the trainer is given."""
 
     name: str
-    task: str  # "causal_lm" | "sequence_classification" (reward models)
+    task: str  # "causal_lm" | "sequence_classification" (reward models, classifiers)
     trainer_class: str
     reference: bool = False  # takes ref_model: a frozen copy, or none under an adapter
     rewards: bool = False  # takes reward_funcs (+ their tokenizers)
     check: Callable[[Any], None] | None = None  # raises RecipeError for settings the method cannot use
     config_keys: Callable[..., tuple[dict[str, Any], str]] | None = None
+    # (inputs, args) -> trainer keyword arguments replacing or adding to the common ones (datasets
+    # prepared for a trainer that does not prepare its own, compute_metrics)
+    trainer_inputs: Callable[[TrainInputs, Any], dict[str, Any]] | None = None
 
     def build(self, inputs: TrainInputs):
         import importlib
@@ -146,15 +151,17 @@ class Method:
             kwargs["ref_model"] = _reference_copy(inputs, args)
         if self.rewards:
             kwargs["reward_funcs"], kwargs["reward_processing_classes"] = reward_sources(inputs)
-        return load(self.trainer_class)(
-            model=inputs.model,
-            args=args,
-            train_dataset=inputs.train_dataset,
-            eval_dataset=inputs.eval_dataset,
-            processing_class=inputs.tokenizer,
-            callbacks=inputs.callbacks,
-            **kwargs,
-        )
+        common: dict[str, Any] = {
+            "model": inputs.model,
+            "args": args,
+            "train_dataset": inputs.train_dataset,
+            "eval_dataset": inputs.eval_dataset,
+            "processing_class": inputs.tokenizer,
+            "callbacks": inputs.callbacks,
+        }
+        if self.trainer_inputs is not None:
+            common.update(self.trainer_inputs(inputs, args))
+        return load(self.trainer_class)(**common, **kwargs)
 
 
 METHODS: dict[str, Method] = {
@@ -167,6 +174,14 @@ METHODS: dict[str, Method] = {
         Method("reward", "sequence_classification", "trl:RewardTrainer"),
         Method("grpo", "causal_lm", "trl:GRPOTrainer", rewards=True),
         Method("rloo", "causal_lm", "trl:RLOOTrainer", rewards=True),
+        # No TRL trainer classifies: transformers' Trainer, configured by TrainingArguments, on text
+        # tokenized here, with accuracy/precision/recall/F1 and a confusion matrix at every evaluation.
+        Method(
+            "classify",
+            "sequence_classification",
+            "transformers:Trainer",
+            trainer_inputs=classification_trainer_inputs,
+        ),
     )
 }
 

@@ -97,8 +97,11 @@ def load_model(
     *,
     task: str = "causal_lm",
     num_labels: int = 1,
+    labels: tuple[str, ...] | None = None,
 ):
-    """Load the model to train or run: `task` causal_lm or sequence_classification (reward models)."""
+    """Load the model to train or run: `task` causal_lm or sequence_classification (a reward model's one
+    score, or with `labels`, a classifier of those classes: its head gets one output per class and its
+    config names them, `id2label`/`label2id`, so the saved model says what it predicts)."""
     import transformers
 
     dtype = weights_dtype(spec.dtype, hw, adapter_type)
@@ -121,6 +124,10 @@ def load_model(
     )
     if task == "sequence_classification":
         kwargs["num_labels"] = num_labels
+        if labels is not None:
+            kwargs["num_labels"] = len(labels)
+            kwargs["id2label"] = dict(enumerate(labels))
+            kwargs["label2id"] = {name: i for i, name in enumerate(labels)}
     source = ref.base if ref.adapter else ref.path
     if source is None:
         raise WorkFailed(f"the adapter at {ref.path} does not name its base model", kind="model_not_found")
@@ -195,7 +202,10 @@ def _is_classifier(model) -> bool:
 
 
 def _freeze_all_but_last(model, n_layers: int):
-    """Freeze everything, then let the last `n_layers` transformer blocks, the final norm and the head train."""
+    """Freeze everything, then let the last `n_layers` transformer blocks, the final norm and the head train.
+
+    A classifier with `n_layers` 0 trains its head alone: the backbone, final norm included, is a fixed
+    feature extractor."""
     import torch
 
     for p in model.parameters():
@@ -221,6 +231,8 @@ def _freeze_all_but_last(model, n_layers: int):
     if head is not None:
         for p in head.parameters():
             p.requires_grad_(True)
+    if n_layers == 0 and _is_classifier(model):
+        return model
     for name, module in model.named_modules():
         if name.endswith(("model.norm", "final_layernorm", "ln_f")):
             for p in module.parameters():

@@ -65,6 +65,8 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         cache_dir=data_cache / "train",
     )
     note(f"data: {train.rows} rows of {train.format.value} from {train.source}")
+    if train.labels is not None:
+        note(f"classes: {', '.join(train.labels)}")
     train_ds, eval_ds = train.dataset, None
     if recipe.data.eval:
         evald = load_for_training(
@@ -72,6 +74,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
             method=recipe.method,
             ranking_mode=recipe.data.ranking_pairs,
             cache_dir=data_cache / "eval",
+            labels=train.labels,  # classify: the training data's classes; an unseen label is bad input
         )
         eval_ds = evald.dataset
     elif recipe.data.eval_split > 0:
@@ -86,7 +89,9 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         training.pop("activation_checkpointing", training.pop("gradient_checkpointing", False))
     )
     set_seed(seed)
-    model = load_model(model_ref, recipe.model, hw, recipe.adapter.type, task=method.task)
+    model = load_model(
+        model_ref, recipe.model, hw, recipe.adapter.type, task=method.task, labels=train.labels
+    )
     if method.task == "sequence_classification":
         model.config.pad_token_id = tokenizer.pad_token_id  # batches of scored sequences need padding
     model = apply_adapter(

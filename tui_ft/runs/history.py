@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_ft.runs.metrics import confusion_of
 from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint, list_checkpoints, pid_alive
 from tui_ft.runs.registry import refresh as refresh_status
 from tui_ft.runs.rundir import FINAL_STATES, RunDir, Status, StatusError, file_key, parse_event_lines
@@ -83,6 +84,7 @@ class _SegmentInfo:
     states: deque = field(default_factory=lambda: deque(maxlen=100))  # `state` events, in order
     gpu_error: str | None = None
     gpu_names: dict[int, str] = field(default_factory=dict)
+    confusion: dict[str, Any] | None = None  # a classifier's last confusion matrix: step, labels, matrix
 
 
 class RunHistory:
@@ -194,6 +196,8 @@ class RunHistory:
         self.last_event_t = t
         info = self.info
         changed: set[str] = set()
+        if kind == "eval" and (confusion := confusion_of(event)) is not None:
+            info.confusion = {"step": step, **confusion}
         if kind in METRIC_EVENTS:
             for key, value in event.items():
                 if key in _NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -211,6 +215,8 @@ class RunHistory:
                 if series.drop_after(at):
                     changed.add(name)
             info.checkpoints = [c for c in info.checkpoints if (c.get("step") or 0) <= at]
+            if info.confusion is not None and (info.confusion["step"] or 0) > at:
+                info.confusion = None
             info.resumes.append(event)
             self._rate.clear()  # the time between the stop and the resume is not a step rate
             self.last_step = at

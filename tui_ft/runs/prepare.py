@@ -69,6 +69,43 @@ def check_data_fits_method(path: str, method: str, declared: str, field: str) ->
             raise
 
 
+def _labels(path: str):
+    """(line, label) of every readable classification row of a local file (broken rows are left to the
+    runner's full validation, which names them)."""
+    from tui_ft.data.sources import open_dataset
+
+    with open_dataset(path) as source:
+        for item in source.scan():
+            if isinstance(item, DataError):
+                continue
+            label = item.data.get("label")
+            if isinstance(label, (str, int)) and not isinstance(label, bool):
+                yield item.line, label
+
+
+def check_classification_labels(train: str, eval_path: str | None) -> None:
+    """A classifier's classes come from its training data: it needs two at least, and an evaluation
+    file may hold no label the training data lacks (DataError naming the file, line and label)."""
+    from tui_ft.data.formats import class_names, label_name
+    from tui_ft.data.training import check_class_count, unseen_label_problem
+
+    if not Path(train).exists():
+        return  # a hub id: checked when the runner loads it
+    labels = class_names(label for _, label in _labels(train))
+    if not labels:
+        return  # no readable row: the runner's validation names what is wrong
+    check_class_count(labels, train)
+    if not eval_path or not Path(eval_path).exists():
+        return
+    known = set(labels)
+    for line, label in _labels(eval_path):
+        if label_name(label) not in known:
+            problem = unseen_label_problem(line, label_name(label), labels)
+            raise DataError(
+                problem.message, path=eval_path, line=problem.line, field=problem.field, hint=problem.hint
+            )
+
+
 def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
     """A copy of the recipe with data paths made absolute; checks model and data references exist."""
     recipe = loaded.recipe.model_copy(deep=True)
@@ -87,6 +124,8 @@ def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
     check_data_fits_method(data.train, recipe.method, data.format, "data.train")
     if data.eval:
         check_data_fits_method(data.eval, recipe.method, data.format, "data.eval")
+    if recipe.method == "classify":
+        check_classification_labels(data.train, data.eval)
     if recipe.rewards is not None:
         resolve_rewards(loaded, recipe, ws)
     has_eval = bool(data.eval) or data.eval_split > 0

@@ -30,6 +30,7 @@ from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint
 from tui_ft.runs.rundir import RunDir, Status
 from tui_ft.runs.series import SeriesPoints
 from tui_ft.ui.widgets.charts import ChartGrid, MetricChart, short_label
+from tui_ft.ui.widgets.confusion import ConfusionMatrix
 from tui_ft.ui.widgets.run_format import ALERT_SEVERITY, progress_bar, state_text
 
 RUN_POLL_S = 1.0  # while the run is active
@@ -48,6 +49,7 @@ CHART_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("accuracies", "reward accuracy", ("rewards/accuracies", "eval_rewards/accuracies")),
     ("rm-accuracy", "accuracy", ("accuracy", "eval_accuracy")),
     ("rm-margin", "margin", ("margin", "eval_margin")),
+    ("f1", "macro F1", ("eval_f1_macro",)),  # classify (its accuracy is the chart above)
     ("reward", "reward", ("reward", "reward_std")),
     ("kl", "KL", ("kl",)),
 )
@@ -172,6 +174,7 @@ class Snapshot:
     gpu_indices: list[int]
     watchdog: tuple[dict[str, Any], ...]
     overlay: dict[str, dict[str, SeriesPoints]] | None
+    confusion: dict[str, Any] | None = None  # a classifier's last confusion matrix
 
 
 class _Tail:
@@ -244,6 +247,7 @@ def read_snapshot(
         gpu_indices=history.gpu_indices(),
         watchdog=tuple(info.watchdog),
         overlay=overlay,
+        confusion=info.confusion,  # replaced whole on each evaluation, never changed in place
     )
 
 
@@ -305,6 +309,7 @@ class RunDashboard(Vertical):
         with TabbedContent(id="dash-tabs", initial="tab-charts"):
             with TabPane("Charts", id="tab-charts"):
                 yield ChartGrid(id="dash-charts")
+                yield ConfusionMatrix(id="dash-confusion")
             with TabPane("System", id="tab-system"):
                 yield Static("", id="dash-gpu-note")
                 yield ChartGrid(id="dash-system")
@@ -338,6 +343,7 @@ class RunDashboard(Vertical):
         await self.query_one("#dash-system", ChartGrid).clear()
         self.query_one("#dash-log", Log).clear()
         self.query_one("#dash-checkpoints", DataTable).clear()
+        self.query_one("#dash-confusion", ConfusionMatrix).show(None)
         self.query_one("#dash-tabs", TabbedContent).hide_tab("tab-compare")
         self._shown = {}
         self.query_one("#dash-title", Static).update(title_line(None, run_id))
@@ -447,6 +453,7 @@ class RunDashboard(Vertical):
         if text is not None:
             self._show("#dash-alert", text)
         await self._update_charts(snap)
+        self.query_one("#dash-confusion", ConfusionMatrix).show(snap.confusion)
         await self._update_system(snap)
         if snap.log is not None:
             log = self.query_one("#dash-log", Log)
