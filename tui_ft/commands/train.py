@@ -55,20 +55,23 @@ def cmd_train(args, ws: Workspace) -> int:
     code = _follow_foreground(run, proc, quiet=args.json)
     status = run.read_status()
     if args.json:
-        print_json(
-            {
-                "id": run.id,
-                "state": status.state if status else None,
-                "step": status.step if status else None,
-                "loss": status.loss if status else None,
-                "eval_loss": status.eval_loss if status else None,
-                "final": str(run.final) if run.final.exists() else None,
-                "error": status.error if status else None,
-            }
-        )
+        print_json(outcome_json(run, status))
     elif status is not None:
         _print_outcome(run, status)
     return code
+
+
+def outcome_json(run, status) -> dict:
+    """How a run trained in the foreground ended, for `--json` (train and resume alike)."""
+    return {
+        "id": run.id,
+        "state": status.state if status else None,
+        "step": status.step if status else None,
+        "loss": status.loss if status else None,
+        "eval_loss": status.eval_loss if status else None,
+        "final": str(run.final) if run.final.exists() else None,
+        "error": status.error if status else None,
+    }
 
 
 def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
@@ -269,15 +272,7 @@ def cmd_resume(args, ws: Workspace) -> int:
     code = _follow_foreground(run, proc, quiet=args.json, start_offset=_events_size(run))
     final = run.read_status()
     if args.json:
-        print_json(
-            {
-                "id": run.id,
-                "state": final.state if final else None,
-                "step": final.step if final else None,
-                "loss": final.loss if final else None,
-                "error": final.error if final else None,
-            }
-        )
+        print_json(outcome_json(run, final))
     elif final is not None:
         _print_outcome(run, final)
     return code
