@@ -111,13 +111,27 @@ class Plan:
 
 
 def _resolve(ref: str, ws: Workspace, field_name: str) -> ModelRef:
+    """A model reference resolved, and a hub id found in the local cache when the hub is offline."""
+    import os
+
     try:
-        return resolve_model(ref, ws, field=field_name)
+        resolved = resolve_model(ref, ws, field=field_name)
     except NotFoundError:
         raise
     except UserError as exc:
         exc.field = exc.field or field_name
         raise
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if resolved.kind == "hub" and offline:
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(resolved.path, "config.json"), str):
+            raise NotFoundError(
+                f"no model {ref!r} here, and the hub is offline (HF_HUB_OFFLINE) with no copy of it cached",
+                field=field_name,
+                hint="give a workspace model, a directory or a run id",
+            )
+    return resolved
 
 
 def plan(request: EvalRequest, ws: Workspace) -> Plan:
