@@ -36,7 +36,7 @@ def contains(prediction: str, reference: str) -> float:
 
 @lru_cache(maxsize=1)
 def _rouge_scorer():
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # type: ignore[import-untyped]
 
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 

@@ -99,7 +99,7 @@ def eval_table(doc: dict[str, Any]) -> EvalTable:
     for row in doc.get("rows") or []:
         if not isinstance(row, dict):
             continue
-        values = row.get("custom") if isinstance(row.get("custom"), dict) else {}
+        values: dict[str, Any] = row["custom"] if isinstance(row.get("custom"), dict) else {}
         label = str(row.get("label") or "?")
         model = str(row.get("model") or "")
         rows.append(

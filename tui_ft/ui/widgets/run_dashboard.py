@@ -230,12 +230,12 @@ def read_snapshot(
                 for n in ("loss", "eval_loss")
                 if other.has_series(n)
             }
-    signature = latest_signature(history.run.path)
-    eval_changed = signature != tail.eval_signature
+    eval_file = latest_signature(history.run.path)
+    eval_changed = eval_file != tail.eval_signature
     eval_doc = None
     if eval_changed:
-        tail.eval_signature = signature
-        eval_doc = load_latest(history.run.path) if signature is not None else None
+        tail.eval_signature = eval_file
+        eval_doc = load_latest(history.run.path) if eval_file is not None else None
     info = history.info
     return result, Snapshot(
         status=status,
