@@ -342,6 +342,84 @@ def make_text(rng: random.Random, items: list[Item], n: int = 300) -> list[dict]
     return rows
 
 
+# General text for the forgetting check (`tui-ft eval --forgetting`): ordinary English about everyday
+# things, nothing about Orbis, held out of the demo model's tokenizer and pretraining.
+GENERAL_SUBJECTS = [
+    ("the kettle", "boils water for tea", "in the kitchen"),
+    ("the old bridge", "carries the road over the river", "near the mill"),
+    ("the library", "lends books for three weeks", "on the main street"),
+    ("the night train", "leaves the station at ten", "every weekday"),
+    ("the vegetable garden", "needs water every evening", "in dry summers"),
+    ("the bakery", "sells fresh bread before seven", "on the corner"),
+    ("the school choir", "practises on Thursday afternoons", "in the hall"),
+    ("the ferry", "crosses the bay twice an hour", "in good weather"),
+    ("the museum", "keeps a collection of old clocks", "by the park"),
+    ("the bicycle", "has a bell and a basket", "in the shed"),
+    ("the lighthouse", "warns ships away from the rocks", "on the headland"),
+    ("the orchard", "gives apples and pears in autumn", "behind the farm"),
+    ("the post office", "closes at noon on Saturdays", "in the village"),
+    ("the swimming pool", "opens early for lessons", "at the sports centre"),
+    ("the weather report", "promises rain by the evening", "on the radio"),
+    ("the market stall", "sells cheese, eggs and honey", "in the square"),
+]
+GENERAL_SENTENCES = [
+    "{S} {v} {w}.",
+    "Most people agree that {s} {v}.",
+    "Ask anyone {w}: {s} {v}.",
+    "It is said that {s} {v}, and nobody has ever complained.",
+    "My grandmother remembers when {s} first {v_past}.",
+    "Visitors are often surprised that {s} {v}.",
+]
+GENERAL_EXTRAS = [
+    "The morning was cold, but the sun came out before lunch.",
+    "A good map and a warm coat make any walk more pleasant.",
+    "Children ran along the path, laughing at the ducks on the pond.",
+    "The recipe asks for two cups of flour, a pinch of salt and some butter.",
+    "After the storm, the streets were quiet and smelled of wet leaves.",
+    "She wrote the letter slowly, choosing every word with care.",
+    "The meeting ended early, so everyone went home for dinner.",
+    "In spring the hills turn green and the first flowers appear.",
+    "He fixed the chair with glue and a few small nails.",
+    "The bus was late again, and the queue grew longer.",
+    "Reading before bed helps many people fall asleep.",
+    "The painter mixed blue and yellow to make a soft green.",
+]
+
+
+def _past(verb_phrase: str) -> str:
+    head, _, rest = verb_phrase.partition(" ")
+    irregular = {
+        "has": "had",
+        "gives": "gave",
+        "sells": "sold",
+        "keeps": "kept",
+        "leaves": "left",
+        "needs": "needed",
+        "lends": "lent",
+        "closes": "closed",
+        "opens": "opened",
+    }
+    past = irregular.get(head) or (head[:-1] + "d" if head.endswith("es") else head[:-1] + "ed")
+    return f"{past} {rest}".strip()
+
+
+def make_general_text(rng: random.Random, n: int = 300) -> list[dict]:
+    rows = []
+    for _ in range(n):
+        sentences = []
+        for subject, verb, where in rng.sample(GENERAL_SUBJECTS, rng.randint(1, 3)):
+            template = rng.choice(GENERAL_SENTENCES)
+            sentences.append(
+                template.format(
+                    S=subject[0].upper() + subject[1:], s=subject, v=verb, w=where, v_past=_past(verb)
+                )
+            )
+        sentences += rng.sample(GENERAL_EXTRAS, rng.randint(1, 2))
+        rng.shuffle(sentences)
+        rows.append({"text": " ".join(sentences)})
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("w", encoding="utf-8", newline="\n") as f:
         for row in rows:
@@ -366,6 +444,7 @@ def main() -> None:
         "classification.jsonl": make_classification,
         "ranking.jsonl": lambda r: make_ranking(r, items),
         "text.jsonl": lambda r: make_text(r, items),
+        "general.jsonl": make_general_text,
     }
     for offset, (name, make) in enumerate(files.items(), start=1):
         rows = make(random.Random(SEED + offset))

@@ -44,6 +44,10 @@ SAMPLE_FILES: dict[str, str] = {
 # Text the tokenizer learns from besides the sample datasets.
 CORPUS_FILE = "corpus.txt"
 
+# General text (nothing about Orbis) for the forgetting check of `tui-ft eval --forgetting`: copied into
+# the workspace's data/ beside the samples, but held out of the tokenizer and the pretraining.
+GENERAL_TEXT_FILE = "general.jsonl"
+
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -111,12 +115,17 @@ def build_demo(ws: Workspace, *, force: bool = False) -> DemoBuild:
     datasets = {name: ws.data / file_name for name, file_name in SAMPLE_FILES.items()}
     model_missing = force or not _model_is_complete(model_dir)
     data_missing = [name for name, path in datasets.items() if force or not path.is_file()]
-    if not model_missing and not data_missing:
+    general = ws.data / GENERAL_TEXT_FILE
+    if not model_missing and not data_missing and general.is_file():
         return DemoBuild(model_dir=model_dir, datasets=datasets, built=False)
 
     ws.ensure()
     for name in data_missing:
         _copy_atomically(SAMPLES_DIR / SAMPLE_FILES[name], datasets[name])
+    if force or not general.is_file():
+        _copy_atomically(SAMPLES_DIR / GENERAL_TEXT_FILE, general)
+    if not model_missing and not data_missing:
+        return DemoBuild(model_dir=model_dir, datasets=datasets, built=False)
     if model_missing:
         _build_model_dir(model_dir)
     return DemoBuild(model_dir=model_dir, datasets=datasets, built=True)

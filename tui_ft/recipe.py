@@ -146,6 +146,24 @@ class LauncherSpec(_Section):
     gpus: list[int] | None = Field(None, description="GPU indices to use; default: every visible GPU")
 
 
+class EvalSpec(_Section):
+    """Evaluate the final model when training ends, as `tui-ft eval RUN` does (results in runs/<id>/eval/)."""
+
+    data: str | None = Field(
+        None,
+        description="held-out data with reference answers (chat or prompt/completion); default: data.eval",
+    )
+    metrics: list[str] = Field(
+        default_factory=list, description="your metric functions as FILE.py:NAME (next to the recipe)"
+    )
+    shots: int = Field(0, ge=0, description="few-shot baseline: the base prompted with k training examples")
+    forgetting: str | None = Field(
+        None, description="general text to compare base and tuned loss on; `demo`: the demo's sample"
+    )
+    limit: int | None = Field(None, gt=0, description="evaluate the first N rows only")
+    max_new_tokens: int = Field(64, gt=0, description="longest generated reply")
+
+
 class Recipe(_Section):
     """A training recipe (see recipes/ for one per method)."""
 
@@ -163,6 +181,7 @@ class Recipe(_Section):
     rewards: RewardsSpec | None = Field(None, description="grpo and rloo: the reward models and functions")
     watchdog: WatchdogSpec = Field(default_factory=WatchdogSpec)
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
+    eval: EvalSpec | None = Field(None, description="evaluate the final model when training ends")
 
     @field_validator("data")
     @classmethod
@@ -196,6 +215,14 @@ class Recipe(_Section):
         if self.adapter.type == "prompt_tuning" and self.method != "sft":
             raise ValueError(
                 f"adapter.type: prompt tuning is offered for sft; {self.method} needs full, freeze, lora or dora"
+            )
+        if self.eval is not None and self.method == "reward":
+            raise ValueError(
+                "eval: a reward model scores text; the evaluation after training scores generations"
+            )
+        if self.eval is not None and not (self.eval.data or self.data.eval or self.eval.forgetting):
+            raise ValueError(
+                "eval.data: the evaluation after training needs held-out data: set eval.data, or data.eval"
             )
         if self.model.quantization != "none" and self.adapter.type in ("full", "freeze"):
             raise ValueError(

@@ -73,6 +73,7 @@ def _show_run(args, ws: Workspace) -> int:
     from rich.table import Table
 
     from tui_ft.display import format_value
+    from tui_ft.evaluation.store import load_latest
     from tui_ft.runs.listing import RunsIndex
     from tui_ft.runs.metrics import last_confusion_matrix, last_method_metrics
     from tui_ft.runs.registry import find_run, list_checkpoints, require_status
@@ -84,6 +85,7 @@ def _show_run(args, ws: Workspace) -> int:
     doc = row.to_json() | {
         "checkpoints": [c.to_json() for c in checkpoints],
         "metrics": last_method_metrics(run),
+        "eval": load_latest(run.path),
     }
     confusion = last_confusion_matrix(run)  # a classifier's last evaluation
     if confusion is not None:
@@ -128,6 +130,7 @@ def _show_run(args, ws: Workspace) -> int:
         )
     if checkpoints:
         console.print(table)
+    _print_eval(console, doc["eval"], run.id)
     return 0
 
 
@@ -148,6 +151,27 @@ def _confusion_table(confusion: dict):
     for label, row in zip(labels, confusion["matrix"], strict=True):
         table.add_row(Text(label), *(str(v) for v in row))
     return table
+
+
+def _print_eval(console, doc: dict | None, run_id: str) -> None:
+    """The run's newest evaluation as a short table, or how to make one."""
+    from rich.table import Table
+
+    from tui_ft.evaluation.store import NO_EVAL_TEXT, eval_table
+
+    if doc is None:
+        console.print(
+            f"{'eval':>10}  {NO_EVAL_TEXT.format(run=run_id)}", highlight=False, markup=False, soft_wrap=True
+        )
+        return
+    shown = eval_table(doc)
+    console.print(f"{'eval':>10}  {shown.caption}", highlight=False, markup=False, soft_wrap=True)
+    table = Table(*shown.columns, box=None, header_style="bold")
+    for row in shown.rows:
+        table.add_row(*row)
+    console.print(table)
+    if shown.forgetting:
+        console.print(shown.forgetting, highlight=False, markup=False, soft_wrap=True)
 
 
 def cmd_logs(args, ws: Workspace) -> int:

@@ -274,6 +274,8 @@ def execute(run_dir: Path, *, resume: bool = False, install_signals: bool = Fals
         if trainer.eval_dataset is not None and status.step and _last_eval_step(run) != status.step:
             trainer.evaluate()
         _write_final(trainer, tokenizer, run, status, model_ref)
+        if events is not None:
+            _evaluate_after_training(run, status, events, trainer, stop)
         return finish("completed", 0)
     except UserError as exc:
         print(f"tui-ft: {exc}", file=sys.stderr, flush=True)
@@ -335,11 +337,52 @@ def _remove_incomplete_checkpoints(run: RunDir) -> list[str]:
     return removed
 
 
+def _evaluate_after_training(run: RunDir, status: Status, events: EventWriter, trainer, stop) -> None:
+    """The recipe's `eval:` section, after the final save: `python -m tui_ft.evaluation.after_training`
+    in a process of its own (the evaluation sits above the engine), recorded as an `eval` event with the
+    fields that process leaves in `eval/.event.json`. A failed evaluation leaves the run completed; the
+    event's `error` says why."""
+    import contextlib
+    import subprocess
+
+    import torch
+
+    if not (read_run_recipe(run) or {}).get("eval"):
+        return
+    if torch.cuda.is_available():  # the evaluation loads the tuned model and its base again
+        with contextlib.suppress(Exception):  # a quantized model cannot move: it then shares the GPU
+            trainer.model.to("cpu")
+        torch.cuda.empty_cache()
+    events.write("message", step=status.step, text="evaluating the final model (the recipe's eval: section)")
+    fields_file = run.path / "eval" / ".event.json"
+    fields_file.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "tui_ft.evaluation.after_training", str(run.path), str(fields_file)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    while True:
+        try:
+            err = proc.communicate(timeout=1.0)[1] or ""
+            break
+        except subprocess.TimeoutExpired:
+            if stop.requested():
+                proc.terminate()
+    sys.stderr.write(err)
+    try:
+        fields = json.loads(fields_file.read_text())
+    except (OSError, ValueError):
+        lines = [line for line in err.splitlines() if line.startswith("tui-ft:")]
+        fields = {
+            "source": "tui-ft eval",
+            "error": lines[-1].removeprefix("tui-ft: ") if lines else err[-300:],
+        }
+    fields_file.unlink(missing_ok=True)
+    events.write("eval", step=status.step, exit_status=proc.returncode, **fields)
+
+
 def _last_eval_step(run: RunDir) -> int | None:
     from tui_ft.runs.rundir import read_events
 
     events, _ = read_events(run.events_file)
-    steps = [e.get("step") for e in events if e.get("type") == "eval"]
+    steps = [e.get("step") for e in events if e.get("type") == "eval" and "source" not in e]
     return steps[-1] if steps else None
 
 

@@ -128,6 +128,8 @@ def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
         check_classification_labels(data.train, data.eval)
     if recipe.rewards is not None:
         resolve_rewards(loaded, recipe, ws)
+    if recipe.eval is not None:
+        resolve_eval(loaded, recipe, ws)
     has_eval = bool(data.eval) or data.eval_split > 0
     strategy = str(recipe.training.get("eval_strategy", "no"))
     if strategy != "no" and not has_eval:
@@ -155,6 +157,27 @@ def resolve_rewards(loaded: LoadedRecipe, recipe: Recipe, ws: Workspace) -> None
         except RecipeError as exc:
             raise loaded.error(("rewards", "functions"), f"[{i}] {ref}: {exc.message}", exc.hint) from None
     recipe.rewards.functions = resolved
+
+
+def resolve_eval(loaded: LoadedRecipe, recipe: Recipe, ws: Workspace) -> None:
+    """The `eval:` section's files made absolute (its data, general text and metric functions, each
+    checked to import), so the evaluation after training finds them wherever the run starts."""
+    spec = recipe.eval
+    assert spec is not None
+    for key in ("data", "forgetting"):
+        value = getattr(spec, key)
+        if value and not (key == "forgetting" and value == "demo"):
+            path = resolve_data_path(
+                value, field=f"eval.{key}", base_dir=loaded.base_dir, ws=ws, loaded=loaded
+            )
+            setattr(spec, key, path)
+    resolved = []
+    for i, ref in enumerate(spec.metrics):
+        try:
+            resolved.append(check_reward_function(ref, loaded.base_dir))
+        except RecipeError as exc:
+            raise loaded.error(("eval", "metrics"), f"[{i}] {ref}: {exc.message}", exc.hint) from None
+    spec.metrics = resolved
 
 
 def create_run(

@@ -1,5 +1,5 @@
 """The live dashboard of one run: its title, progress, alerts, and tabs of charts, system samples,
-log, checkpoints and a loss overlay of several runs.
+log, checkpoints, its newest evaluation and a loss overlay of several runs.
 
 It tails the run with a `RunHistory` on a worker: each refresh reads only what the runner appended,
 downsamples the charted series that changed to their chart's width, and posts one message; the next
@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Log, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from tui_ft.display import format_duration, format_value
+from tui_ft.evaluation.store import NO_EVAL_TEXT, eval_table, latest_signature, load_latest
 from tui_ft.runs.history import Progress, RefreshResult, RunHistory
 from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint
 from tui_ft.runs.rundir import RunDir, Status
@@ -175,6 +176,8 @@ class Snapshot:
     watchdog: tuple[dict[str, Any], ...]
     overlay: dict[str, dict[str, SeriesPoints]] | None
     confusion: dict[str, Any] | None = None  # a classifier's last confusion matrix
+    eval_changed: bool = False  # eval/latest.json appeared, changed or went since the last refresh
+    eval_doc: dict[str, Any] | None = None  # the newest evaluation (when eval_changed)
 
 
 class _Tail:
@@ -184,6 +187,7 @@ class _Tail:
         self.log: list[str] | None = None
         self.checkpoints: list[tuple] | None = None
         self.sent: set[str] = set()
+        self.eval_signature: tuple[int, int] | None | bool = False  # False: not read yet
 
 
 def read_snapshot(
@@ -229,6 +233,12 @@ def read_snapshot(
                 for n in ("loss", "eval_loss")
                 if other.has_series(n)
             }
+    eval_file = latest_signature(history.run.path)
+    eval_changed = eval_file != tail.eval_signature
+    eval_doc = None
+    if eval_changed:
+        tail.eval_signature = eval_file
+        eval_doc = load_latest(history.run.path) if eval_file is not None else None
     info = history.info
     return result, Snapshot(
         status=status,
@@ -248,6 +258,8 @@ def read_snapshot(
         watchdog=tuple(info.watchdog),
         overlay=overlay,
         confusion=info.confusion,  # replaced whole on each evaluation, never changed in place
+        eval_changed=eval_changed,
+        eval_doc=eval_doc,
     )
 
 
@@ -317,6 +329,10 @@ class RunDashboard(Vertical):
                 yield Log(max_lines=LOG_LINES * 2, id="dash-log")
             with TabPane("Checkpoints", id="tab-checkpoints"):
                 yield DataTable(cursor_type="row", id="dash-checkpoints")
+            with TabPane("Eval", id="tab-eval"):
+                yield Static("", id="dash-eval-note")
+                yield DataTable(cursor_type="row", id="dash-eval")
+                yield Static("", id="dash-eval-forgetting")
             with TabPane("Compare", id="tab-compare"):
                 yield Static("", id="dash-compare-note")
                 yield MetricChart("loss", (), id="dash-compare")
@@ -344,6 +360,7 @@ class RunDashboard(Vertical):
         self.query_one("#dash-log", Log).clear()
         self.query_one("#dash-checkpoints", DataTable).clear()
         self.query_one("#dash-confusion", ConfusionMatrix).show(None)
+        self._fill_eval(None)
         self.query_one("#dash-tabs", TabbedContent).hide_tab("tab-compare")
         self._shown = {}
         self.query_one("#dash-title", Static).update(title_line(None, run_id))
@@ -463,6 +480,8 @@ class RunDashboard(Vertical):
             self._fill_checkpoints(snap.checkpoints)
         if snap.overlay is not None:
             self._draw_overlay(snap.overlay)
+        if snap.eval_changed:
+            self._fill_eval(snap.eval_doc)
         self.refreshes += 1  # counted once everything it brought is shown
         active = status is None or status.state in ACTIVE_STATES
         self._next_poll_s = RUN_POLL_S if active else IDLE_RUN_POLL_S
@@ -580,6 +599,26 @@ class RunDashboard(Vertical):
                 str(c.path),
                 key=c.path.name,
             )
+
+    def _fill_eval(self, doc: dict[str, Any] | None) -> None:
+        """The Eval tab: the newest evaluation's table (one row per model) and its forgetting line."""
+        table = self.query_one("#dash-eval", DataTable)
+        table.clear(columns=True)
+        forgetting = self.query_one("#dash-eval-forgetting", Static)
+        note = self.query_one("#dash-eval-note", Static)
+        if doc is None:
+            note.update(Text(NO_EVAL_TEXT.format(run=self.run_id or "RUN"), style="dim"))
+            forgetting.update("")
+            table.display = False
+            return
+        shown = eval_table(doc)
+        note.update(Text(shown.caption, style="dim"))
+        for column in shown.columns:
+            table.add_column(column, key=column)
+        for i, row in enumerate(shown.rows):
+            table.add_row(*row, key=str(i))
+        table.display = True
+        forgetting.update(shown.forgetting or "")
 
     # --- overlay -------------------------------------------------------------------------------------
 
