@@ -480,6 +480,8 @@ class AnnotateScreen(Screen):
         """The pair keys belong to an open session; with none, 1 and 2 switch places as everywhere."""
         if action in ("sessions", "scroll"):
             return True
+        if action == "regenerate" and self.session is not None and self.session.spec.kind != "generate":
+            return None  # a pairs file's candidates: shown greyed
         return self.session is not None
 
     def action_decide(self, label: str) -> None:
