@@ -268,7 +268,7 @@ class AnnotateScreen(Screen):
                     id=spec.name,
                 )
             )
-        options.add_option(Option(Text("＋ new session…", style="bold"), id=NEW_SESSION))
+        options.add_option(Option(Text("+ new session…", style="bold"), id=NEW_SESSION))
         options.highlighted = 0
         options.focus()
 
