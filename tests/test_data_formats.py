@@ -79,6 +79,7 @@ def test_format_values_are_exact() -> None:
         "classification",
         "prompt_only",
         "ranking",
+        "annotations",
     }
 
 
@@ -222,8 +223,13 @@ def test_method_formats_table() -> None:
         Format.alpaca,
     }
     for method in ("dpo", "orpo", "reward"):
-        assert set(METHOD_FORMATS[method]) == {Format.preference, Format.preference_implicit, Format.ranking}
-    assert set(METHOD_FORMATS["kto"]) == {Format.unpaired, Format.preference}
+        assert set(METHOD_FORMATS[method]) == {
+            Format.preference,
+            Format.preference_implicit,
+            Format.ranking,
+            Format.annotations,  # an annotation store (docs/annotations.md)
+        }
+    assert set(METHOD_FORMATS["kto"]) == {Format.unpaired, Format.preference, Format.annotations}
     for method in ("grpo", "rloo"):
         assert Format.prompt_only in METHOD_FORMATS[method]
         assert Format.preference in METHOD_FORMATS[method]

@@ -32,6 +32,7 @@ class Format(str, Enum):
     classification = "classification"
     prompt_only = "prompt_only"
     ranking = "ranking"
+    annotations = "annotations"  # an annotation store (prefs.store): decisions and retractions
 
     def __str__(self) -> str:
         return self.value
@@ -50,6 +51,7 @@ REQUIRED_FIELDS: dict[Format, tuple[str, ...]] = {
     Format.classification: ("text", "label"),
     Format.prompt_only: ("prompt",),
     Format.ranking: ("prompt", "responses"),
+    Format.annotations: ("type",),
 }
 
 #: Keys a format reads (required and optional); everything else in a record is an extra column.
@@ -71,7 +73,14 @@ EXAMPLES: dict[Format, str] = {
     Format.classification: '{"text": "...", "label": 1}',
     Format.prompt_only: '{"prompt": "..."}',
     Format.ranking: '{"prompt": "...", "responses": ["best", "...", "worst"]}',
+    Format.annotations: (
+        '{"type": "decision", "pair": "...", "prompt": [...], "responses": [{"text": "...", "side": "A"}, '
+        '{"text": "...", "side": "B"}], "label": "A", "annotator": "..."}'
+    ),
 }
+
+#: The line types of an annotation store (`prefs.store`).
+ANNOTATION_TYPES = ("decision", "retract")
 
 #: Chat roles accepted in `messages` (OpenAI's fine-tuning format, with tool turns).
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -98,6 +107,7 @@ def detect_format(record: Mapping[str, Any]) -> Format | None:
 
     Precedence, first match wins (the marking keys, not all required ones):
 
+    0. `type` of decision or retract -> annotations (an annotation store's lines)
     1. `messages` -> messages
     2. `conversations` -> sharegpt
     3. `chosen` or `rejected` -> preference if `prompt` is present, else preference_implicit
@@ -112,6 +122,8 @@ def detect_format(record: Mapping[str, Any]) -> Format | None:
     if not isinstance(record, Mapping):
         return None
     keys = record.keys()
+    if record.get("type") in ANNOTATION_TYPES:
+        return Format.annotations
     if "messages" in keys:
         return Format.messages
     if "conversations" in keys:
@@ -324,7 +336,24 @@ def validate_record(record: Any, fmt: Format) -> list[tuple[str, str]]:
         _check_text_or_messages(record, ("prompt",), problems)
     elif fmt is Format.ranking:
         _validate_ranking(record, problems)
+    elif fmt is Format.annotations:
+        _validate_annotation(record, problems)
     return problems
+
+
+def _validate_annotation(record: Mapping[str, Any], problems: Problems) -> None:
+    """A store line: a decision the store can read back, or a retraction naming one."""
+    from tui_ft.prefs.store import decision_from_json
+
+    if record.get("type") == "retract":
+        if not isinstance(record.get("retracts"), str):
+            problems.append(("retracts", "expected the id of the decision taken back"))
+        return
+    try:
+        decision_from_json(dict(record))
+    except DataError as err:
+        field, _, message = err.message.partition(": ")
+        problems.append((field, message) if message else ("", err.message))
 
 
 def _validate_ranking(record: Mapping[str, Any], problems: Problems) -> None:
@@ -455,6 +484,8 @@ def normalise(record: Mapping[str, Any], fmt: Format, *, keep_extra: bool = Fals
             "prompt": _text_or_messages(record["prompt"]),
             "responses": [_text_or_messages(r) for r in record["responses"]],
         }
+    elif fmt is Format.annotations:
+        out = dict(record)  # a store is read whole (retractions apply across lines): data.training
     else:  # pragma: no cover - the enum is closed
         raise ValueError(f"unknown format {fmt!r}")
     if keep_extra:
@@ -482,7 +513,7 @@ def expand_ranking(record: Mapping[str, Any], mode: str = "all") -> list[dict[st
 
 # --- methods ---------------------------------------------------------------------------------------
 
-_PREFERENCE_FORMATS = (Format.preference, Format.preference_implicit, Format.ranking)
+_PREFERENCE_FORMATS = (Format.preference, Format.preference_implicit, Format.ranking, Format.annotations)
 
 #: Formats each training method accepts. Conversions happen in `rows_for_method`:
 #: ranking is expanded into pairs; KTO splits preference pairs into unpaired rows;
@@ -493,7 +524,7 @@ METHOD_FORMATS: dict[str, tuple[Format, ...]] = {
     "orpo": _PREFERENCE_FORMATS,
     "cpo": _PREFERENCE_FORMATS,
     "reward": _PREFERENCE_FORMATS,
-    "kto": (Format.unpaired, Format.preference),
+    "kto": (Format.unpaired, Format.preference, Format.annotations),
     "grpo": (Format.prompt_only, Format.prompt_completion, Format.messages, Format.preference),
     "rloo": (Format.prompt_only, Format.prompt_completion, Format.messages, Format.preference),
     "classify": (Format.classification,),

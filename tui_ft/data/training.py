@@ -62,6 +62,8 @@ def load_for_training(
     first_format = _first_format(source)
     if first_format is not None:
         check_method_format(method, first_format, path)
+    if first_format is Format.annotations:
+        return _from_store(Path(str(path)), method, cache_dir)
     keep_extra = method in ("grpo", "rloo")
     out: list[dict[str, Any]] = []
 
@@ -134,6 +136,25 @@ def check_class_count(labels: tuple[str, ...], path: Path | str) -> None:
             field="label",
             hint="add rows of the other classes",
         )
+
+
+def _from_store(path: Path, method: str, cache_dir: Path | None) -> LoadedData:
+    """An annotation store read whole (retractions applied, a torn last line skipped) and turned into
+    the method's rows by the export rules (`prefs.export`, documented in docs/annotations.md)."""
+    import datasets
+
+    from tui_ft.prefs.export import training_rows
+    from tui_ft.prefs.store import PreferenceStore
+
+    result = training_rows(PreferenceStore(path).read().decisions, method)
+    if not result.rows:
+        dropped = ", ".join(f"{n} {label}" for label, n in result.dropped.items()) or "no decisions"
+        raise DataError(f"no pairs to train on in this annotation store ({dropped})", path=path)
+    dataset = datasets.Dataset.from_list(result.rows)
+    if cache_dir is not None:
+        dataset.save_to_disk(str(cache_dir))
+        dataset = datasets.load_from_disk(str(cache_dir))
+    return LoadedData(dataset=dataset, format=Format.annotations, source=path, rows=result.kept)
 
 
 def _first_format(source: DatasetSource) -> Format | None:

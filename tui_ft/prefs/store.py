@@ -179,7 +179,7 @@ class PreferenceStore:
                 raise DataError(f"not a JSON object ({exc})", path=self.path, line=number) from exc
             kind = doc.get("type")
             if kind == "decision":
-                decision = _decision(doc, self.path, number)
+                decision = decision_from_json(doc, self.path, number)
                 decisions[decision.id] = decision
             elif kind == "retract":
                 if decisions.pop(str(doc.get("retracts")), None) is not None:
@@ -190,7 +190,9 @@ class PreferenceStore:
         return contents
 
 
-def _decision(doc: dict[str, Any], path: Path, line: int) -> Decision:
+def decision_from_json(doc: dict[str, Any], path: Path | str | None = None, line: int = 0) -> Decision:
+    """A decision line read back; DataError (path:line: field) when a field it needs is wrong."""
+
     def bad(what: str) -> DataError:
         return DataError(what, path=path, line=line)
 

@@ -25,13 +25,14 @@ def resolve_data_path(
     ref: str, *, field: str, base_dir: Path | None, ws: Workspace, loaded: LoadedRecipe
 ) -> str:
     """A data reference as an absolute path (looked up next to the recipe, in the workspace's data/,
-    then the current directory), or a hub id left as it is."""
+    in the workspace, then the current directory), or a hub id left as it is."""
     path = Path(ref).expanduser()
     if path.is_absolute():
         if path.exists():
             return str(path)
         raise loaded.error(tuple(field.split(".")), f"no such file: {ref}")
-    candidates = [d / path for d in (base_dir, ws.data, Path.cwd()) if d is not None]
+    # the workspace root too: `annotations/NAME.jsonl` names an annotation store
+    candidates = [d / path for d in (base_dir, ws.data, ws.root, Path.cwd()) if d is not None]
     for candidate in candidates:
         if candidate.exists():
             return str(candidate.resolve())

@@ -8,7 +8,6 @@ tokenizer), never here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from textual import on, work
@@ -26,7 +25,6 @@ from tui_ft.inference.client import GenerationClient
 from tui_ft.monitor.system import GpuSampler, GpuStatus
 from tui_ft.ui.commands import TuiFtCommands
 from tui_ft.ui.screens.datasets import DatasetsScreen
-from tui_ft.ui.screens.placeholder import ComingScreen
 from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
 from tui_ft.workspace import Workspace
 
@@ -83,6 +81,13 @@ def runs_screen() -> Screen:
     return with_shell(RunsScreen)()
 
 
+def annotate_screen() -> Screen:
+    """The Annotate mode's screen, imported on first use."""
+    from tui_ft.ui.screens.annotate import AnnotateScreen
+
+    return with_shell(AnnotateScreen)()
+
+
 def chat_screen() -> Screen:
     """The Chat mode's screen, imported on first use."""
     from tui_ft.ui.screens.chat import ChatScreen
@@ -107,7 +112,7 @@ class TuiFtApp(App[int]):
         "datasets": DatasetsScreen,
         "configure": configure_screen,
         "runs": runs_screen,
-        "annotate": partial(ComingScreen, "annotate"),
+        "annotate": annotate_screen,
         "chat": chat_screen,
     }
     DEFAULT_MODE = "datasets"
@@ -133,6 +138,7 @@ class TuiFtApp(App[int]):
         open_path: str | None = None,
         start_run: str | None = None,
         chat_models: list[str] | None = None,
+        annotate_session: str | None = None,
     ):
         if start_mode not in self.MODES:
             raise ValueError(f"unknown mode {start_mode!r}; expected one of {', '.join(self.MODES)}")
@@ -143,6 +149,7 @@ class TuiFtApp(App[int]):
         self.open_path = open_path
         self.start_run = start_run  # the run the Runs screen opens on (`tui-ft watch RUN`)
         self.chat_models = chat_models  # the models the Chat screen loads first (`tui-ft chat`)
+        self.annotate_session = annotate_session  # the session the Annotate screen opens (`tui-ft annotate`)
         self._generation: GenerationClient | None = None
         self.gpu_status: GpuStatus | None = None
         self._gpu = GpuSampler()
@@ -267,6 +274,7 @@ def run_app(
     open_path: str | None = None,
     start_run: str | None = None,
     chat_models: list[str] | None = None,
+    annotate_session: str | None = None,
 ) -> int:
     """Run the UI until it is closed; the exit status for the command line."""
     app = TuiFtApp(
@@ -275,6 +283,7 @@ def run_app(
         open_path=open_path,
         start_run=start_run,
         chat_models=chat_models,
+        annotate_session=annotate_session,
     )
     app.run()
     return app.return_code or 0

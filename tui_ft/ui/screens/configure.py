@@ -21,7 +21,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 from tui_ft.errors import UserError
 from tui_ft.estimate import MemoryEstimate, format_bytes, format_count
 from tui_ft.recipe import Recipe, dump_recipe, saved_recipes, saved_recipes_dir, shipped_recipes
-from tui_ft.ui.widgets.recipe_form import RecipeForm
+from tui_ft.ui.widgets.recipe_form import FieldSpec, RecipeForm
 from tui_ft.workspace import Workspace
 
 ESTIMATE_DELAY_S = 0.3
@@ -257,6 +257,15 @@ class ConfigureScreen(Screen):
             self.query_one("#picker-row", Horizontal).mount(fresh, before=picker)
             picker.remove()
         self._show_command([])
+
+    async def open_recipe_with(self, source: Path, values: dict[str, str]) -> None:
+        """Open `source` with some fields set (`{"data.train": ...}`): the Annotate screen's store as the
+        data of a DPO recipe. The values show as changes, as if typed."""
+        await self.open_recipe(source)
+        for key, value in values.items():
+            for control in self.form.query(f"#{FieldSpec(tuple(key.split('.')), 'text', '').widget_id}"):
+                if isinstance(control, Input):
+                    control.value = value
 
     def action_pick(self) -> None:
         self.query(".picker").last().focus()
