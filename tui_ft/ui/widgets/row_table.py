@@ -13,6 +13,7 @@ flight at a time; when it lands, the repaint asks for whatever is still missing 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,11 +128,20 @@ class RowTable(ScrollView, can_focus=True):
 
     # --- data ---------------------------------------------------------------------------------------
 
-    def set_source(self, source: DatasetSource | None, row_count: int = 0, columns: list[str] | None = None):
-        """Show `source`, of which `row_count` rows can be read now."""
+    def set_source(
+        self,
+        source: DatasetSource | None,
+        row_count: int = 0,
+        columns: list[str] | None = None,
+        rows: Iterable[Row] = (),
+    ):
+        """Show `source`, of which `row_count` rows can be read now; `rows` were read from it already
+        (the first ones, by whoever opened it) and are painted without reading them again."""
         self.source = source
         self.columns = list(columns or [])
         self._rows.clear()
+        for row in rows:
+            self._rows[row.index] = row
         self._lines.clear()
         self._reading = None
         self._highlight_waiting = False
