@@ -1,5 +1,6 @@
 """A Parquet row group decoded batch by batch, only as far as the rows asked for, going on where it
-stopped; and the first rows an opener read painted at once, with no decode."""
+stopped; the first rows an opener read painted at once, with no decode; after a jump, the cursor's row
+read before the rows above it."""
 
 from __future__ import annotations
 
@@ -33,10 +34,12 @@ class CountedSource(ParquetSource):
         self.started: list[int] = []
         self.release = threading.Event()
         self.release.set()
+        self.hold: set[int] | None = None  # the groups held back (None: all)
 
     def _read_group(self, g: int):
         self.started.append(g)
-        self.release.wait(10)
+        if self.hold is None or g in self.hold:
+            self.release.wait(10)
         return super()._read_group(g)
 
 
@@ -93,5 +96,30 @@ async def test_rows_handed_over_with_the_source_paint_without_a_decode(tmp_path:
             await until(pilot, lambda: src.started == [0])
             src.release.set()
             await until(pilot, lambda: "q2000" in text())
+    finally:
+        src.release.set()
+
+
+async def test_after_a_jump_the_cursors_row_does_not_wait_for_the_rows_above_it(tmp_path: Path) -> None:
+    src = CountedSource(write_parquet(tmp_path / "two.parquet", 6000, 3000))
+    first = list(src.head(40))
+    src.hold = {0}  # the end of group 0 (the rows above row 3000) is slow to come
+    src.release.clear()
+    app = TableApp()
+    try:
+        async with app.run_test(size=(80, 20)) as pilot:
+            table = app.query_one(RowTable)
+            table.set_source(src, len(src), src.columns, first)
+            await pilot.pause()
+
+            def text() -> str:
+                return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+            table.jump_to(3000)  # the first row of group 1, in the middle of the page
+            await until(pilot, lambda: "q3000" in text() and "q3005" in text())
+            assert src.started == [1, 0]  # group 1 first; group 0 is being read, held back
+            assert "q2995" not in text() and "reading…" in text()
+            src.release.set()
+            await until(pilot, lambda: "q2995" in text() and "reading…" not in text())
     finally:
         src.release.set()
