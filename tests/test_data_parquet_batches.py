@@ -61,6 +61,17 @@ def test_a_group_is_decoded_only_as_far_as_the_rows_asked_for(tmp_path: Path) ->
     assert src.started == [0]
 
 
+def test_a_read_far_ahead_starts_afresh_in_one_batch(tmp_path: Path) -> None:
+    src = CountedSource(write_parquet(tmp_path / "one.parquet", 20_000, 20_000))
+    batch = ParquetSource.BATCH_ROWS
+    src.row(0)
+    assert src.cache.get(0).num_rows == batch
+    assert src.row(15_000).data["prompt"] == "q15000"  # far past the reader: decoded from the start at once
+    assert src.started == [0, 0]
+    assert src.cache.get(0).num_rows == -(-15_001 // batch) * batch
+    assert src.row(15_100).data["prompt"] == "q15100" and src.started == [0, 0]  # goes on from there
+
+
 def test_an_evicted_group_starts_afresh(tmp_path: Path) -> None:
     src = CountedSource(write_parquet(tmp_path / "two.parquet", 6000, 3000), RowGroupCache(max_groups=1))
     assert src.row(10).data["prompt"] == "q10"

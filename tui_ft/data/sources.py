@@ -692,18 +692,59 @@ class RowGroupCache:
             self._bytes = 0
 
 
+class _GroupReader:
+    """One row group's record batches, decoded in order and only as they are asked for."""
+
+    def __init__(self, path: Path, metadata: Any, group: int, batch_rows: int) -> None:
+        self.path, self.metadata, self.group, self.batch_rows = path, metadata, group, batch_rows
+        self.rows = 0  # rows handed over so far
+        self._file: Any = None
+        self._batches: Iterator[Any] | None = None
+
+    def take(self, upto: int) -> list[Any]:
+        """The next batches, until `upto` rows are handed over in all (or the group ends)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = []
+        try:
+            if self._batches is None:
+                # The first read reaches `upto` in one batch: pyarrow decodes it in one call that lets go
+                # of the GIL once. Many small batches would each wait for the GIL again while another
+                # thread holds it (a check scanning rows), and a jump far into a group would crawl.
+                size = max(self.batch_rows, -(-upto // self.batch_rows) * self.batch_rows)
+                # a reader of its own, so that readers of two groups never share decoding state
+                self._file = pq.ParquetFile(self.path, metadata=self.metadata)
+                self._batches = iter(self._file.iter_batches(batch_size=size, row_groups=[self.group]))
+            while self.rows < upto:
+                batch = next(self._batches, None)
+                if batch is None:
+                    break
+                out.append(batch)
+                self.rows += batch.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read row group {self.group}: {err}", path=self.path) from None
+        return out
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 class ParquetSource(DatasetSource):
     """A Parquet file read one row group at a time. A row's line is its position + 1.
 
     Decoding a whole row group costs time in proportion to its size (a 100,000-row group of chats takes
-    a tenth of a second or more), so a group is decoded in batches of `BATCH_ROWS` rows and only as far
-    as the rows asked for: the first rows of a group come in milliseconds, a jump into the middle of a
-    group decodes half of it. Pages must be decoded in order, so a group's reader is kept to go on
-    where it stopped. What is decoded is kept in a `RowGroupCache`; `row_at_hand` answers only from it,
-    which lets a UI read the other rows on a thread.
+    a tenth of a second or more), so a group is decoded only as far as the rows asked for: the first
+    rows of a group come in milliseconds, a jump into the middle of a group decodes half of it. Pages
+    must be decoded in order, so a group's reader is kept to go on where it stopped, `BATCH_ROWS` rows
+    at a time (a read that would take more than `RESTART_ROWS` more starts afresh, in one batch). What
+    is decoded is kept in a `RowGroupCache`; `row_at_hand` answers only from it, which lets a UI read
+    the other rows on a thread.
     """
 
     BATCH_ROWS = 1024
+    RESTART_ROWS = 8 * BATCH_ROWS
 
     kind = "parquet"
 
@@ -727,7 +768,7 @@ class ParquetSource(DatasetSource):
         self.cache = cache if cache is not None else RowGroupCache()
         self._read_lock = threading.Lock()
         # group -> (its batch reader, the rows it has handed over): where decoding a group goes on
-        self._readers: dict[int, tuple[Iterator[Any], int]] = {}
+        self._readers: dict[int, _GroupReader] = {}
 
     def __len__(self) -> int:
         return self._starts[-1]
@@ -740,16 +781,9 @@ class ParquetSource(DatasetSource):
         """The row group that holds row `index`."""
         return bisect.bisect_right(self._starts, index) - 1
 
-    def _read_group(self, g: int) -> Iterator[Any]:
-        """Start decoding row group `g`: its record batches, in order, decoded as they are asked for."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:  # a reader of its own, so that readers of two groups never share decoding state
-            with pq.ParquetFile(self.path, metadata=self._file.metadata) as file:
-                yield from file.iter_batches(batch_size=self.BATCH_ROWS, row_groups=[g])
-        except (pa.ArrowException, OSError) as err:
-            raise DataError(f"cannot read row group {g}: {err}", path=self.path) from None
+    def _read_group(self, g: int) -> _GroupReader:
+        """A reader of row group `g` from its start (it decodes nothing until asked)."""
+        return _GroupReader(self.path, self._file.metadata, g, self.BATCH_ROWS)
 
     def _group(self, g: int, upto: int) -> Any:
         """A table of at least the first `upto` rows of row group `g` (decoding what is missing)."""
@@ -761,23 +795,28 @@ class ParquetSource(DatasetSource):
             if table is not None and table.num_rows >= upto:
                 return table
             reader = self._readers.pop(g, None)
-            if table is None or reader is None or reader[1] != table.num_rows:
-                batches, have, decoded = self._read_group(g), 0, []  # from the group's start
+            if (
+                table is None
+                or reader is None
+                or reader.rows != table.num_rows
+                or upto - reader.rows > self.RESTART_ROWS
+            ):
+                if reader is not None:
+                    reader.close()
+                reader, decoded = self._read_group(g), []  # from the group's start
             else:
-                batches, have, decoded = reader[0], reader[1], table.to_batches()
-            for batch in batches:
-                decoded.append(batch)
-                have += batch.num_rows
-                if have >= upto:
-                    break
+                decoded = table.to_batches()
+            decoded.extend(reader.take(upto))
             import pyarrow as pa
 
             table = pa.Table.from_batches(decoded, schema=self._file.schema_arrow)
-            if have < self._starts[g + 1] - self._starts[g]:
-                self._readers[g] = (batches, have)
+            if reader.rows < self._starts[g + 1] - self._starts[g]:
+                self._readers[g] = reader
+            else:
+                reader.close()
             self.cache.put(g, table)
             for dropped in set(self._readers) - set(self.cache.groups):  # evicted: start afresh if needed
-                del self._readers[dropped]
+                self._readers.pop(dropped).close()
         return table
 
     def row(self, index: int) -> Row:
@@ -823,6 +862,8 @@ class ParquetSource(DatasetSource):
 
     def close(self) -> None:
         with self._read_lock:
+            for reader in self._readers.values():
+                reader.close()
             self._readers.clear()
         self.cache.clear()
 
