@@ -695,7 +695,7 @@ class RowGroupCache:
 class _GroupReader:
     """One row group's record batches, decoded in order and only as they are asked for."""
 
-    def __init__(self, path: Path, metadata: Any, group: int, batch_rows: int) -> None:
+    def __init__(self, path: Path | str, metadata: Any, group: int, batch_rows: int) -> None:
         self.path, self.metadata, self.group, self.batch_rows = path, metadata, group, batch_rows
         self.rows = 0  # rows handed over so far
         self._file: Any = None
