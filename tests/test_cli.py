@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.conftest import tui_ft_command
+from tests.conftest import run_tui_ft
+from tui_ft.workspace import Workspace
 
 
 def tui_ft(env, *args, timeout=600, cwd=None):
-    return subprocess.run(
-        [*tui_ft_command(), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd
-    )
+    """The real command, with room for the trainings some of these tests run."""
+    return run_tui_ft(env, *args, timeout=timeout, cwd=cwd)
 
 
 def assert_clean_failure(proc, status=2):
@@ -137,6 +136,32 @@ def test_usage_error_exits_2(cli_env):
     assert_clean_failure(proc)
     proc = tui_ft(cli_env, "frobnicate")
     assert_clean_failure(proc)
+
+
+def test_unexpected_errors_are_appended_to_the_one_error_log(tmp_path, monkeypatch, capsys):
+    """A bug reaching the command line: a sentence and exit 1 on the screen; the traceback appended to
+    the workspace's error log (the one the UI's failed workers write), headed by when and what ran."""
+    from tui_ft import cli
+    from tui_ft.errorlog import error_log
+
+    ws = Workspace(tmp_path / "ws")
+    monkeypatch.setenv("TUI_FT_HOME", str(ws.root))
+
+    def bug(argv):
+        raise RuntimeError(f"the disk caught fire during {argv[0]}")
+
+    monkeypatch.setattr(cli, "run", bug)  # the reporting is under test, not a command
+    assert cli.main(["runs"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "RuntimeError: the disk caught fire during runs" in err
+    assert f"details: {error_log(ws)}" in err
+    assert cli.main(["logs", "last"]) == 1
+    text = error_log(ws).read_text()
+    headers = [line for line in text.splitlines() if line.startswith("--- ")]
+    assert [h.split(" ", 2)[2] for h in headers] == ["tui-ft runs", "tui-ft logs last"]
+    assert text.count("Traceback") == 2 and "the disk caught fire during logs" in text
+    assert not (ws.cache / "last-error.log").exists()
 
 
 def test_recipes_json_lists_the_sft_recipes(cli_env):

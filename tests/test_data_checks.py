@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DATA_FIXTURES
 from tui_ft.data.checks import ChatTemplateMissing, check_dataset, render_tokens, token_length
 from tui_ft.data.formats import Format, normalise
 from tui_ft.errors import DataError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
-BAD = FIXTURES / "bad"
+BAD = DATA_FIXTURES / "bad"
 
 CHATML = (
     "{% for message in messages %}"
@@ -79,7 +79,9 @@ def test_prompt_completion_trains_the_completion(tokenizer) -> None:
 
 
 def test_conversation_trains_assistant_tokens(tokenizer) -> None:
-    record = normalise(json.loads((FIXTURES / "messages.jsonl").read_text().splitlines()[0]), Format.messages)
+    record = normalise(
+        json.loads((DATA_FIXTURES / "messages.jsonl").read_text().splitlines()[0]), Format.messages
+    )
     view = render_tokens(record, Format.messages, tokenizer)
     assert view.mask_kind == "assistant"
     assert trained_text(view) == "Blue.<|im_end|>"
@@ -87,9 +89,9 @@ def test_conversation_trains_assistant_tokens(tokenizer) -> None:
 
 
 def test_sharegpt_and_alpaca_render_through_the_template(tokenizer) -> None:
-    share = normalise(json.loads((FIXTURES / "sharegpt.jsonl").read_text()), Format.sharegpt)
+    share = normalise(json.loads((DATA_FIXTURES / "sharegpt.jsonl").read_text()), Format.sharegpt)
     assert trained_text(render_tokens(share, Format.sharegpt, tokenizer)) == "Blue.<|im_end|>"
-    alpaca = normalise(json.loads((FIXTURES / "alpaca.json").read_text())[1], Format.alpaca)
+    alpaca = normalise(json.loads((DATA_FIXTURES / "alpaca.json").read_text())[1], Format.alpaca)
     view = render_tokens(alpaca, Format.alpaca, tokenizer)
     assert view.mask_kind == "completion"
     assert trained_text(view) == "chat<|im_end|>\n"
@@ -104,7 +106,7 @@ def test_preference_parts(tokenizer) -> None:
         == " green.<|im_end|>"
     )
     implicit = normalise(
-        json.loads((FIXTURES / "preference_implicit.jsonl").read_text()), Format.preference_implicit
+        json.loads((DATA_FIXTURES / "preference_implicit.jsonl").read_text()), Format.preference_implicit
     )
     view = render_tokens(implicit, Format.preference_implicit, tokenizer, part="rejected")
     assert trained_text(view) == "Green.<|im_end|>\n"
@@ -142,14 +144,14 @@ def test_no_chat_template_is_a_data_error_with_a_hint() -> None:
     # Text needs no template.
     assert render_tokens({"text": "sky"}, Format.text, tok).mask_kind == "text"
     with pytest.raises(ChatTemplateMissing):
-        check_dataset(FIXTURES / "messages.jsonl", tokenizer=tok)
+        check_dataset(DATA_FIXTURES / "messages.jsonl", tokenizer=tok)
 
 
 # --- check_dataset ---------------------------------------------------------------------------------
 
 
 def test_report_without_tokenizer() -> None:
-    report = check_dataset("messages.jsonl", base_dir=FIXTURES)
+    report = check_dataset("messages.jsonl", base_dir=DATA_FIXTURES)
     data = report.to_json()
     assert {"format", "rows", "columns", "errors"} <= data.keys()
     assert "token_stats" not in data
@@ -159,7 +161,7 @@ def test_report_without_tokenizer() -> None:
 
 
 def test_report_with_tokenizer_has_token_stats(tokenizer) -> None:
-    report = check_dataset(FIXTURES / "prompt_completion.jsonl", tokenizer=tokenizer, max_length=5)
+    report = check_dataset(DATA_FIXTURES / "prompt_completion.jsonl", tokenizer=tokenizer, max_length=5)
     stats = report.to_json()["token_stats"]
     assert set(stats) == {"count", "min", "max", "mean", "p50", "p95", "max_length", "over_max_length"}
     lengths = sorted(
@@ -229,7 +231,7 @@ def test_template_failure_is_a_row_error(tmp_path: Path) -> None:
         "{{ raise_exception('System messages are not supported') }}{% endif %}"
         "{{ m['content'] }}{% endfor %}"
     )
-    report = check_dataset(FIXTURES / "messages.jsonl", tokenizer=tok)
+    report = check_dataset(DATA_FIXTURES / "messages.jsonl", tokenizer=tok)
     assert report.errors[0]["line"] == 1
     assert "System messages are not supported" in report.errors[0]["message"]
     assert report.token_stats is not None and report.token_stats["count"] == 1

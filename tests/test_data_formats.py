@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import DATA_FIXTURES
 from tui_ft.data.formats import (
     METHOD_FORMATS,
     Format,
@@ -21,11 +21,9 @@ from tui_ft.data.formats import (
 )
 from tui_ft.errors import DataError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
-
 
 def first_record(name: str) -> dict:
-    path = FIXTURES / name
+    path = DATA_FIXTURES / name
     if path.suffix == ".json":
         return json.loads(path.read_text())[0]
     return json.loads(path.read_text().splitlines()[0])
@@ -135,7 +133,7 @@ def test_validation_names_the_field(record: dict, fmt: Format, field: str, words
 
 def test_assistant_tool_call_without_content_is_valid() -> None:
     record = first_record("messages.jsonl")
-    second = json.loads((FIXTURES / "messages.jsonl").read_text().splitlines()[1])
+    second = json.loads((DATA_FIXTURES / "messages.jsonl").read_text().splitlines()[1])
     assert validate_record(record, Format.messages) == []
     assert validate_record(second, Format.messages) == []
     out = normalise(second, Format.messages)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DATA_FIXTURES
 from tui_ft.data.formats import Format
 from tui_ft.data.sources import JsonlSource, Row, load_records, open_dataset
 from tui_ft.data.training import load_for_training
 from tui_ft.errors import DataError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
-BAD = FIXTURES / "bad"
+BAD = DATA_FIXTURES / "bad"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -45,34 +45,34 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     ],
 )
 def test_load_for_training(fixture: str, method: str, fmt: Format, columns: list[str]) -> None:
-    loaded = load_for_training(fixture, method=method, base_dir=FIXTURES)
+    loaded = load_for_training(fixture, method=method, base_dir=DATA_FIXTURES)
     assert loaded.format is fmt
-    assert loaded.source == FIXTURES / fixture
+    assert loaded.source == DATA_FIXTURES / fixture
     assert loaded.dataset.column_names == columns
     assert loaded.rows >= 1
 
 
 def test_loaded_rows_are_trl_shapes() -> None:
-    kto = load_for_training(FIXTURES / "preference.jsonl", method="kto").dataset
+    kto = load_for_training(DATA_FIXTURES / "preference.jsonl", method="kto").dataset
     assert kto.to_list() == [
         {"prompt": "The sky is", "completion": " blue.", "label": True},
         {"prompt": "The sky is", "completion": " green.", "label": False},
     ]
-    ranked = load_for_training(FIXTURES / "ranking.jsonl", method="dpo", ranking_mode="adjacent")
+    ranked = load_for_training(DATA_FIXTURES / "ranking.jsonl", method="dpo", ranking_mode="adjacent")
     assert ranked.rows == 1 and len(ranked.dataset) == 3
-    share = load_for_training(FIXTURES / "sharegpt.jsonl", method="sft").dataset
+    share = load_for_training(DATA_FIXTURES / "sharegpt.jsonl", method="sft").dataset
     assert share[0]["messages"][1] == {"role": "user", "content": "What colour is the sky?"}
 
 
 def test_wrong_method_for_format() -> None:
     with pytest.raises(DataError) as info:
-        load_for_training(FIXTURES / "text.jsonl", method="dpo")
-    assert info.value.path == str(FIXTURES / "text.jsonl")
+        load_for_training(DATA_FIXTURES / "text.jsonl", method="dpo")
+    assert info.value.path == str(DATA_FIXTURES / "text.jsonl")
     assert "this file is in format text; method dpo needs one of preference" in str(info.value)
 
 
 def test_csv_with_multiline_field(tmp_path: Path) -> None:
-    src = open_dataset(FIXTURES / "classification.csv")
+    src = open_dataset(DATA_FIXTURES / "classification.csv")
     assert src.kind == "csv"
     assert src.columns == ["text", "label"]
     assert len(src) == 3
@@ -83,10 +83,10 @@ def test_csv_with_multiline_field(tmp_path: Path) -> None:
 
 
 def test_json_array_and_wrapped_object() -> None:
-    src = open_dataset(FIXTURES / "alpaca.json")
+    src = open_dataset(DATA_FIXTURES / "alpaca.json")
     assert src.kind == "json" and len(src) == 2
     assert src.row(1).line == 2 and src.row(1).data["input"] == "cat"
-    wrapped = open_dataset(FIXTURES / "wrapped.json")
+    wrapped = open_dataset(DATA_FIXTURES / "wrapped.json")
     assert [r.data["text"] for r in wrapped] == ["one", "two"]
 
 
@@ -137,13 +137,13 @@ def test_save_to_disk_directory_and_dataset_dict(tmp_path: Path) -> None:
 
 def test_directory_with_a_train_file(tmp_path: Path) -> None:
     (tmp_path / "ds").mkdir()
-    shutil.copy(FIXTURES / "text.jsonl", tmp_path / "ds" / "train.jsonl")
-    shutil.copy(FIXTURES / "text.jsonl", tmp_path / "ds" / "test.jsonl")
+    shutil.copy(DATA_FIXTURES / "text.jsonl", tmp_path / "ds" / "train.jsonl")
+    shutil.copy(DATA_FIXTURES / "text.jsonl", tmp_path / "ds" / "test.jsonl")
     src = open_dataset("ds", base_dir=tmp_path)
     assert src.path == tmp_path / "ds" / "train.jsonl"
     (tmp_path / "many").mkdir()
     for name in ("a.jsonl", "b.jsonl"):
-        shutil.copy(FIXTURES / "text.jsonl", tmp_path / "many" / name)
+        shutil.copy(DATA_FIXTURES / "text.jsonl", tmp_path / "many" / name)
     with pytest.raises(DataError, match="several data files"):
         open_dataset(tmp_path / "many")
     (tmp_path / "none").mkdir()
@@ -152,8 +152,8 @@ def test_directory_with_a_train_file(tmp_path: Path) -> None:
 
 
 def test_relative_paths_try_base_dir_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(FIXTURES)
-    assert open_dataset("text.jsonl", base_dir=tmp_path).path == FIXTURES / "text.jsonl"
+    monkeypatch.chdir(DATA_FIXTURES)
+    assert open_dataset("text.jsonl", base_dir=tmp_path).path == DATA_FIXTURES / "text.jsonl"
     write_jsonl(tmp_path / "text.jsonl", [{"text": "mine"}])
     assert open_dataset("text.jsonl", base_dir=tmp_path).path == tmp_path / "text.jsonl"
     with pytest.raises(DataError, match="no such file") as info:
@@ -172,7 +172,7 @@ def test_hub_id_offline_says_local_files_work(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_load_records_from_a_ref() -> None:
-    rows = list(load_records("unpaired.jsonl", base_dir=FIXTURES))
+    rows = list(load_records("unpaired.jsonl", base_dir=DATA_FIXTURES))
     assert [r.data["label"] for r in rows] == [True, False]
 
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import tui_ft_command
+from tests.conftest import NO_GPU, tui_ft_command
 from tui_ft.estimate import (
     NF4_BYTES,
     estimate_memory,
@@ -29,7 +29,6 @@ LLAMA_7B = {
     "tie_word_embeddings": False,
 }
 A100 = GpuStatus(True, None, "550", "12.4", (GpuSample(0, "A100-80GB", 0.0, 81920.0, 0.0, 40.0, 60.0, None),))
-NO_GPU = GpuStatus(False, "no NVIDIA driver found", None, None, ())
 
 
 @pytest.fixture()

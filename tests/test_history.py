@@ -5,32 +5,16 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
+from tests.conftest import dead_pid
 from tui_ft.runs.history import RunHistory
 from tui_ft.runs.listing import RunsIndex, tail_metrics
 from tui_ft.runs.rundir import EventWriter, RunDir, Status
 from tui_ft.workspace import Workspace
-
-
-@pytest.fixture()
-def runner_process():
-    """A live process whose command line names tui_ft, as the registry's liveness check expects."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "tui_ft-test-runner"])
-    yield proc
-    proc.kill()
-    proc.wait()
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 def make_run(root, run_id="20260101-000000-sft", **status_fields) -> RunDir:
@@ -52,8 +36,9 @@ def train_event(writer: EventWriter, step: int, loss: float, **extra) -> None:
 # incremental reading
 
 
-def test_refresh_while_a_thread_appends_reads_every_event_once(tmp_path, runner_process):
-    run = make_run(tmp_path, pid=runner_process.pid, max_steps=400)
+def test_refresh_while_a_thread_appends_reads_every_event_once(tmp_path, stand_in_runners):
+    live_pid = stand_in_runners().pid  # a runner that counts as alive
+    run = make_run(tmp_path, pid=live_pid, max_steps=400)
     history = RunHistory(run)
     done = threading.Event()
 
@@ -315,8 +300,9 @@ def test_system_events_become_per_gpu_and_cpu_series(tmp_path):
     assert history.info.gpu_error == "no GPU: x"
 
 
-def test_progress_and_eta_from_recent_step_rate(tmp_path, runner_process):
-    run = make_run(tmp_path, pid=runner_process.pid, max_steps=100, step=50, started=1000.0)
+def test_progress_and_eta_from_recent_step_rate(tmp_path, stand_in_runners):
+    live_pid = stand_in_runners().pid  # a runner that counts as alive
+    run = make_run(tmp_path, pid=live_pid, max_steps=100, step=50, started=1000.0)
     with EventWriter(run.events_file) as events:
         events.write("start", t=1000.0, step=0, max_steps=100, num_train_epochs=1, world_size=1)
         for k in range(1, 6):
@@ -330,10 +316,11 @@ def test_progress_and_eta_from_recent_step_rate(tmp_path, runner_process):
     assert history.progress(now=1060.0).eta_s == pytest.approx(40.0, rel=0.05)  # counts down between logs
 
 
-def test_alerts_when_a_run_completes_crashes_or_fails(tmp_path, runner_process):
-    completed = make_run(tmp_path, "20260101-000001-sft", pid=runner_process.pid, max_steps=10)
-    crashed = make_run(tmp_path, "20260101-000002-dpo", method="dpo", pid=runner_process.pid)
-    failed = make_run(tmp_path, "20260101-000003-sft", pid=runner_process.pid)
+def test_alerts_when_a_run_completes_crashes_or_fails(tmp_path, stand_in_runners):
+    live_pid = stand_in_runners().pid  # a runner that counts as alive
+    completed = make_run(tmp_path, "20260101-000001-sft", pid=live_pid, max_steps=10)
+    crashed = make_run(tmp_path, "20260101-000002-dpo", method="dpo", pid=live_pid)
+    failed = make_run(tmp_path, "20260101-000003-sft", pid=live_pid)
     histories = {run.id: RunHistory(run) for run in (completed, crashed, failed)}
     for history in histories.values():
         assert history.refresh().alert is None  # attaching to a running run says nothing
@@ -385,7 +372,8 @@ def test_checkpoints_and_log_tail_read_from_the_end(tmp_path):
 # the run list
 
 
-def test_run_rows_from_recorded_runs(tmp_path, runner_process):
+def test_run_rows_from_recorded_runs(tmp_path, stand_in_runners):
+    live_pid = stand_in_runners().pid  # a runner that counts as alive
     ws = Workspace(tmp_path).ensure()
     old = time.time() - 3600
 
@@ -399,9 +387,7 @@ def test_run_rows_from_recorded_runs(tmp_path, runner_process):
         return run
 
     recorded("20260101-000001-sft-lora", "sft", "completed", [2.0, 1.0], max_steps=2, step=2, ended=old + 60)
-    recorded(
-        "20260101-000002-dpo", "dpo", "running", [0.7, 0.6, 0.5], max_steps=10, step=3, pid=runner_process.pid
-    )
+    recorded("20260101-000002-dpo", "dpo", "running", [0.7, 0.6, 0.5], max_steps=10, step=3, pid=live_pid)
     recorded("20260101-000003-sft", "sft", "running", [3.0], max_steps=10, step=1, pid=dead_pid())
     recorded(
         "20260101-000004-kto",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
+from tests.conftest import dead_pid
 from tui_ft.runs.listing import RunsIndex
 from tui_ft.runs.registry import find_run, refresh
 from tui_ft.runs.rundir import EventWriter, RunDir, Status, new_run_id, read_events
@@ -69,10 +68,8 @@ def test_a_run_whose_process_is_gone_is_crashed(tmp_path):
     ws = Workspace(tmp_path).ensure()
     run = RunDir(ws.runs / "20261122-000000-x")
     run.path.mkdir()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
     run.log_file.write_text("step 3\nKilled\n")
-    run.write_status(Status(id=run.id, name="x", method="sft", state="running", pid=gone.pid, created=0))
+    run.write_status(Status(id=run.id, name="x", method="sft", state="running", pid=dead_pid(), created=0))
     status = refresh(run)
     assert status.state == "crashed"
     assert "Killed" in status.error["message"] and run.id in status.error["hint"]

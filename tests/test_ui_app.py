@@ -16,11 +16,6 @@ from tui_ft.ui.widgets.shell import ShellHeader
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_number_keys_switch_modes(demo_ws):
     app = TuiFtApp(demo_ws)
     async with app.run_test(size=(80, 24)) as pilot:

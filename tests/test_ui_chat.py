@@ -20,11 +20,6 @@ SIZE = (120, 36)
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-@pytest.fixture()
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def shared_client(demo_ws):
     """One service for the tests that do not kill it (its start costs seconds of imports)."""

@@ -8,17 +8,13 @@ import pytest
 from rich.style import Style
 from textual.widgets import Input, OptionList, Static, TabbedContent
 
+from tests.conftest import until
 from tui_ft.ui.app import TuiFtApp
 from tui_ft.ui.screens.datasets import DatasetsScreen
 from tui_ft.ui.widgets.row_table import RowTable
 from tui_ft.ui.widgets.token_view import EOS_STYLE, TRAIN_STYLES, TokenPanel
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 def screen_lines(app) -> list[str]:
@@ -36,22 +32,13 @@ def screen_segments(app) -> list[tuple[str, str | None]]:
     return out
 
 
-async def wait_for(pilot, condition, timeout: float = 20.0) -> None:
-    """Let the app run until `condition()` holds (workers report through messages)."""
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("timed out waiting for the screen")
-
-
 async def open_by_typing(pilot, ref: str) -> DatasetsScreen:
     screen = pilot.app.screen
     assert isinstance(screen, DatasetsScreen)
     await pilot.press("o")
     assert isinstance(screen.focused, Input)
     await pilot.press(*ref, "enter")
-    await wait_for(pilot, lambda: screen.report is not None)
+    await until(pilot, lambda: screen.report is not None)
     return screen
 
 
@@ -84,7 +71,7 @@ async def test_error_list_jumps_to_the_bad_row(demo_ws, tmp_path):
     app = TuiFtApp(demo_ws, open_path=str(path))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: screen.report is not None)
+        await until(pilot, lambda: screen.report is not None)
         assert screen.report is not None and screen.report.error_count == 2
         assert "2 errors" in str(screen.query_one("#ds-info", Static).render())
         await pilot.press("e")
@@ -104,10 +91,10 @@ async def test_token_view_highlights_the_tokens_that_train(demo_ws):
     app = TuiFtApp(demo_ws, open_path="chat.jsonl")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: screen.report is not None)
+        await until(pilot, lambda: screen.report is not None)
         await pilot.press("t")
         panel = screen.query_one(TokenPanel)
-        await wait_for(pilot, lambda: panel.view is not None, timeout=60)
+        await until(pilot, lambda: panel.view is not None, timeout=60)
         view = panel.view
         assert 0 < sum(view.train_mask) < len(view.ids)  # assistant turns train, the rest does not
         assert view.eos_id in view.ids
@@ -120,7 +107,7 @@ async def test_token_view_highlights_the_tokens_that_train(demo_ws):
         assert "<|im_end|>" in eos
         summary = str(screen.query_one("#tok-summary", Static).render())
         assert f"{len(view.ids)} tokens" in summary and "train" in summary and "EOS" in summary
-        await wait_for(pilot, lambda: "token lengths" in str(screen.query_one("#tok-hist", Static).render()))
+        await until(pilot, lambda: "token lengths" in str(screen.query_one("#tok-hist", Static).render()))
         assert "max_length" in "\n".join(screen_lines(app))
 
 
@@ -132,17 +119,17 @@ async def test_search_finds_the_next_and_previous_rows(demo_ws):
     app = TuiFtApp(demo_ws, open_path="chat.jsonl")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: screen.report is not None)
+        await until(pilot, lambda: screen.report is not None)
         table = screen.query_one(RowTable)
         await pilot.press("slash", *"SPELLED backwards", "enter")
-        await wait_for(pilot, lambda: table.cursor == hits[0])
+        await until(pilot, lambda: table.cursor == hits[0])
         await pilot.press("escape")  # leave the search bar, back to the table
         await pilot.press("n")
-        await wait_for(pilot, lambda: table.cursor == hits[1])
+        await until(pilot, lambda: table.cursor == hits[1])
         await pilot.press("n")
-        await wait_for(pilot, lambda: table.cursor == hits[2])
+        await until(pilot, lambda: table.cursor == hits[2])
         await pilot.press("N")
-        await wait_for(pilot, lambda: table.cursor == hits[1])
+        await until(pilot, lambda: table.cursor == hits[1])
 
 
 async def test_preference_pair_side_by_side(demo_ws):
@@ -150,7 +137,7 @@ async def test_preference_pair_side_by_side(demo_ws):
     app = TuiFtApp(demo_ws, open_path="preferences.jsonl")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: screen.report is not None)
+        await until(pilot, lambda: screen.report is not None)
         assert screen.format is not None and screen.format.value == "preference"
         await pilot.press("enter")
         await pilot.pause()
@@ -166,12 +153,12 @@ async def test_directory_tree_opens_a_file(demo_ws):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         tree = screen.query_one("#ds-tree")
-        await wait_for(pilot, lambda: len(tree.root.children) > 0)
+        await until(pilot, lambda: len(tree.root.children) > 0)
         names = [node.label.plain for node in tree.root.children]
         target = names.index("ranking.jsonl")
         tree.focus()
         await pilot.press(*["down"] * (target + 1), "enter")
-        await wait_for(pilot, lambda: screen.report is not None)
+        await until(pilot, lambda: screen.report is not None)
         assert screen.format is not None and screen.format.value == "ranking"
         assert screen.query_one("#ds-path", Input).value.endswith("ranking.jsonl")
 
@@ -199,7 +186,7 @@ async def test_an_unexpected_open_error_is_shown_and_the_next_open_works(demo_ws
         screen = app.screen
         info = lambda: str(screen.query_one("#ds-info", Static).render())  # noqa: E731
         screen.open("chat.jsonl")
-        await wait_for(pilot, lambda: "cannot open" in info())
+        await until(pilot, lambda: "cannot open" in info())
         assert "cannot open chat.jsonl: RuntimeError: the reader tripped" in info()
         assert any(n.title == "Opening the dataset failed" for n in app._notifications)
         screen = await open_by_typing(pilot, "chat.jsonl")

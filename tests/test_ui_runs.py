@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict
@@ -19,9 +18,8 @@ from dataclasses import asdict
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
-from tests.conftest import tui_ft_command, workspace_in
+from tests.conftest import NO_GPU, tui_ft_command, until, workspace_in
 from tui_ft.engine.errors import OOM_HINT
-from tui_ft.monitor.system import GpuStatus
 from tui_ft.runs.rundir import EventWriter, RunDir, Status, write_json_atomic
 from tui_ft.ui.app import TuiFtApp, with_shell
 from tui_ft.ui.screens.runs import RunsScreen
@@ -33,21 +31,8 @@ SIZE = (80, 24)
 T0 = 1795300000.0  # a fixed start time for recorded runs
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 # ------------------------------------------------------------------------------------------------
 # recorded run directories
-
-
-def stand_in_runner() -> subprocess.Popen:
-    """A live process whose command line names the runner, so the run's pid counts as alive."""
-    return subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(300)", "tui_ft.engine.runner"],
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def train_fields(step: int, method: str = "sft") -> dict:
@@ -210,18 +195,10 @@ class RecordingApp(TuiFtApp):
     bells = 0
 
     def _sample_gpu(self) -> None:
-        self.post_message(self.GpuSampled(GpuStatus(False, "no NVIDIA driver found", None, None, ())))
+        self.post_message(self.GpuSampled(NO_GPU))
 
     def bell(self) -> None:
         self.bells += 1
-
-
-async def until(pilot, condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def chart(app, chart_id: str) -> MetricChart:
@@ -239,20 +216,6 @@ def notifications(app) -> list:
 @pytest.fixture
 def ws(tmp_path) -> Workspace:
     return Workspace(tmp_path / "home").ensure()
-
-
-@pytest.fixture
-def runner():
-    procs: list[subprocess.Popen] = []
-
-    def start() -> subprocess.Popen:
-        procs.append(stand_in_runner())
-        return procs[-1]
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,8 +291,8 @@ async def test_dpo_run_shows_its_reward_charts(ws):
         assert ids[:1] == ["chart-loss"] and ids.index("chart-margins") < ids.index("chart-accuracies")
 
 
-async def test_running_run_follows_appended_events(ws, runner):
-    proc = runner()
+async def test_running_run_follows_appended_events(ws, stand_in_runners):
+    proc = stand_in_runners()
     run = record_run(ws, "20261122-090000-sft-lora", state="running", steps=20, max_steps=200, pid=proc.pid)
     done = threading.Event()
 
@@ -365,8 +328,8 @@ async def test_running_run_follows_appended_events(ws, runner):
         assert history.bytes_read_total == run.events_file.stat().st_size
 
 
-async def test_crash_raises_an_alert_with_the_bell(ws, runner):
-    proc = runner()
+async def test_crash_raises_an_alert_with_the_bell(ws, stand_in_runners):
+    proc = stand_in_runners()
     run = record_run(ws, "20261122-090000-sft-lora", state="running", steps=20, max_steps=200, pid=proc.pid)
     app = RecordingApp(ws, start_mode="runs", start_run=run.id)
     async with app.run_test(size=SIZE) as pilot:
@@ -393,8 +356,8 @@ async def test_failed_out_of_memory_shows_the_error_and_hint(ws):
         assert "per_device_train_batch_size" in alert  # the hint
 
 
-async def test_watchdog_event_raises_a_notification(ws, runner):
-    proc = runner()
+async def test_watchdog_event_raises_a_notification(ws, stand_in_runners):
+    proc = stand_in_runners()
     run = record_run(
         ws, "20261122-090000-sft-lora", state="running", steps=20, max_steps=200, pid=proc.pid, watchdog=True
     )
@@ -655,8 +618,8 @@ def test_snapshot_finished(snap_compare, snapshot_ws):
     assert _snap(snap_compare, snapshot_ws, "20261122-080000-sft-lora")
 
 
-def test_snapshot_running(snap_compare, snapshot_ws, runner):
-    proc = runner()
+def test_snapshot_running(snap_compare, snapshot_ws, stand_in_runners):
+    proc = stand_in_runners()
     record_run(snapshot_ws, "20261122-090000-sft-lora", state="running", steps=24, max_steps=60, pid=proc.pid)
     assert _snap(snap_compare, snapshot_ws, "20261122-090000-sft-lora")
 

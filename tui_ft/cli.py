@@ -52,22 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - translated here; the traceback goes to a log file
-        return _report_unexpected(exc)
+        return _report_unexpected(exc, sys.argv[1:] if argv is None else argv)
 
 
-def _report_unexpected(exc: BaseException) -> int:
-    import traceback
-
+def _report_unexpected(exc: BaseException, argv: list[str]) -> int:
+    """Say what failed in a sentence; append the traceback to the workspace's error log (`errorlog`)."""
     from tui_ft.engine.errors import translate_exception
+    from tui_ft.errorlog import log_exception
 
     failure = translate_exception(exc)
-    log = None
-    try:
-        ws = Workspace.default().ensure()
-        log = ws.cache / "last-error.log"
-        log.write_text("".join(traceback.format_exception(exc)))
-    except OSError:
-        pass
+    log = log_exception(Workspace.default(), exc, " ".join(["tui-ft", *argv]))
     print(f"tui-ft: {failure}", file=sys.stderr)
     if log:
         print(f"  details: {log}", file=sys.stderr)

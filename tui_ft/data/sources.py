@@ -7,8 +7,9 @@ where the format allows it:
   cancellation for a UI thread); a row is read by seeking to its line. Blank lines are not rows, but
   row line numbers stay those of the file.
 - `.csv`: the same offset index, record by record (a quoted field may span lines).
-- `.parquet`: row groups read on demand with pyarrow and kept in a small LRU cache; `row_at_hand`
-  tells a UI which rows it can have without decoding a row group.
+- `.parquet`: row groups decoded on demand with pyarrow, batch by batch and only as far as the rows
+  asked for, and kept in a small LRU cache; `row_at_hand` tells a UI which rows it can have without
+  decoding.
 - `.json` (an array of objects, or an object holding one list): parsed whole.
 - a `datasets.save_to_disk` directory or a hub id: a memory-mapped `datasets.Dataset`.
 
@@ -639,7 +640,8 @@ class CsvSource(_ScannedSource):
 
 
 class RowGroupCache:
-    """Decoded Parquet row groups, least recently used dropped first, within a count and a byte budget.
+    """Decoded Parquet row groups (each whole, or its first rows so far), least recently used dropped
+    first, within a count and a byte budget.
 
     The newest group is always kept, even when it alone is over the budget (a file with one huge row
     group is still browsable). Thread-safe; the lock is held only to look up and store, never while
@@ -690,13 +692,59 @@ class RowGroupCache:
             self._bytes = 0
 
 
+class _GroupReader:
+    """One row group's record batches, decoded in order and only as they are asked for."""
+
+    def __init__(self, path: Path | str, metadata: Any, group: int, batch_rows: int) -> None:
+        self.path, self.metadata, self.group, self.batch_rows = path, metadata, group, batch_rows
+        self.rows = 0  # rows handed over so far
+        self._file: Any = None
+        self._batches: Iterator[Any] | None = None
+
+    def take(self, upto: int) -> list[Any]:
+        """The next batches, until `upto` rows are handed over in all (or the group ends)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = []
+        try:
+            if self._batches is None:
+                # The first read reaches `upto` in one batch: pyarrow decodes it in one call that lets go
+                # of the GIL once. Many small batches would each wait for the GIL again while another
+                # thread holds it (a check scanning rows), and a jump far into a group would crawl.
+                size = max(self.batch_rows, -(-upto // self.batch_rows) * self.batch_rows)
+                # a reader of its own, so that readers of two groups never share decoding state
+                self._file = pq.ParquetFile(self.path, metadata=self.metadata)
+                self._batches = iter(self._file.iter_batches(batch_size=size, row_groups=[self.group]))
+            while self.rows < upto:
+                batch = next(self._batches, None)
+                if batch is None:
+                    break
+                out.append(batch)
+                self.rows += batch.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read row group {self.group}: {err}", path=self.path) from None
+        return out
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 class ParquetSource(DatasetSource):
     """A Parquet file read one row group at a time. A row's line is its position + 1.
 
-    Decoding a row group costs time in proportion to its size (a 300,000-row group takes a tenth of a
-    second or more), so decoded groups are kept in a `RowGroupCache`; `row_at_hand` answers only from
-    it, which lets a UI read the other rows on a thread.
+    Decoding a whole row group costs time in proportion to its size (a 100,000-row group of chats takes
+    a tenth of a second or more), so a group is decoded only as far as the rows asked for: the first
+    rows of a group come in milliseconds, a jump into the middle of a group decodes half of it. Pages
+    must be decoded in order, so a group's reader is kept to go on where it stopped, `BATCH_ROWS` rows
+    at a time (a read that would take more than `RESTART_ROWS` more starts afresh, in one batch). What
+    is decoded is kept in a `RowGroupCache`; `row_at_hand` answers only from it, which lets a UI read
+    the other rows on a thread.
     """
+
+    BATCH_ROWS = 1024
+    RESTART_ROWS = 8 * BATCH_ROWS
 
     kind = "parquet"
 
@@ -719,6 +767,8 @@ class ParquetSource(DatasetSource):
             raise DataError("the Parquet file holds no rows", path=path)
         self.cache = cache if cache is not None else RowGroupCache()
         self._read_lock = threading.Lock()
+        # group -> (its batch reader, the rows it has handed over): where decoding a group goes on
+        self._readers: dict[int, _GroupReader] = {}
 
     def __len__(self) -> int:
         return self._starts[-1]
@@ -731,22 +781,42 @@ class ParquetSource(DatasetSource):
         """The row group that holds row `index`."""
         return bisect.bisect_right(self._starts, index) - 1
 
-    def _read_group(self, g: int) -> Any:
-        import pyarrow as pa
+    def _read_group(self, g: int) -> _GroupReader:
+        """A reader of row group `g` from its start (it decodes nothing until asked)."""
+        return _GroupReader(self.path, self._file.metadata, g, self.BATCH_ROWS)
 
-        try:
-            return self._file.read_row_group(g)
-        except (pa.ArrowException, OSError) as err:
-            raise DataError(f"cannot read row group {g}: {err}", path=self.path) from None
-
-    def _group(self, g: int) -> Any:
+    def _group(self, g: int, upto: int) -> Any:
+        """A table of at least the first `upto` rows of row group `g` (decoding what is missing)."""
         table = self.cache.get(g)
-        if table is None:
-            with self._read_lock:  # two threads wanting one group decode it once
-                table = self.cache.get(g)
-                if table is None:
-                    table = self._read_group(g)
-                    self.cache.put(g, table)
+        if table is not None and table.num_rows >= upto:
+            return table
+        with self._read_lock:  # two threads wanting one group decode it once
+            table = self.cache.get(g)
+            if table is not None and table.num_rows >= upto:
+                return table
+            reader = self._readers.pop(g, None)
+            if (
+                table is None
+                or reader is None
+                or reader.rows != table.num_rows
+                or upto - reader.rows > self.RESTART_ROWS
+            ):
+                if reader is not None:
+                    reader.close()
+                reader, decoded = self._read_group(g), []  # from the group's start
+            else:
+                decoded = table.to_batches()
+            decoded.extend(reader.take(upto))
+            import pyarrow as pa
+
+            table = pa.Table.from_batches(decoded, schema=self._file.schema_arrow)
+            if reader.rows < self._starts[g + 1] - self._starts[g]:
+                self._readers[g] = reader
+            else:
+                reader.close()
+            self.cache.put(g, table)
+            for dropped in set(self._readers) - set(self.cache.groups):  # evicted: start afresh if needed
+                self._readers.pop(dropped).close()
         return table
 
     def row(self, index: int) -> Row:
@@ -757,7 +827,7 @@ class ParquetSource(DatasetSource):
         index = self._check_index(index, len(self))
         g = self.group_of(index)
         table = self.cache.get(g)
-        if table is None:
+        if table is None or index - self._starts[g] >= table.num_rows:
             return None
         return Row(index, index + 1, table.slice(index - self._starts[g], 1).to_pylist()[0])
 
@@ -770,7 +840,7 @@ class ParquetSource(DatasetSource):
         while i < stop:
             g = self.group_of(i)
             group_end = min(self._starts[g + 1], stop)
-            table = self._group(g).slice(i - self._starts[g], group_end - i)
+            table = self._group(g, group_end - self._starts[g]).slice(i - self._starts[g], group_end - i)
             out.extend(Row(i + k, i + k + 1, data) for k, data in enumerate(table.to_pylist()))
             i = group_end
         return out
@@ -791,6 +861,10 @@ class ParquetSource(DatasetSource):
         return list(self._file.schema_arrow.names)
 
     def close(self) -> None:
+        with self._read_lock:
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
         self.cache.clear()
 
 

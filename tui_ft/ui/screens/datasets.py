@@ -48,6 +48,7 @@ from tui_ft.ui.widgets.shell import ShellHeader, short_path
 from tui_ft.ui.widgets.token_view import TokenPanel
 
 _PROGRESS_EVERY_S = 0.1
+_FIRST_ROWS = 100  # read by the open worker and painted at once: more than the tallest screen shows
 
 
 def _name(source: DatasetSource) -> str:
@@ -80,6 +81,7 @@ class DatasetsScreen(Screen):
         browsable: bool  # rows can be read while the index grows (JSON Lines)
         columns: list[str]
         format: Format | None
+        first_rows: list[Row]  # the rows the worker read already: painted without reading them again
 
     @dataclass
     class IndexProgress(Message):
@@ -204,14 +206,12 @@ class DatasetsScreen(Screen):
             source = open_dataset(ref, base_dir=self.workspace.data)
             browsable = isinstance(source, JsonlSource)
             columns = list(source.columns)
-            fmt = next(
-                (f for item in source.head(20) if isinstance(item, Row) and (f := detect_format(item.data))),
-                None,
-            )
+            first_rows = [item for item in source.head(_FIRST_ROWS) if isinstance(item, Row)]
+            fmt = next((f for row in first_rows[:20] if (f := detect_format(row.data))), None)
         except DataError as err:
             self.post_message(self.OpenFailed(ref, err))
             return
-        self.post_message(self.Opened(source, browsable, columns, fmt))
+        self.post_message(self.Opened(source, browsable, columns, fmt, first_rows))
         last = 0.0
 
         def progress(rows: int) -> None:
@@ -239,7 +239,7 @@ class DatasetsScreen(Screen):
         self._error_lines = []
         self.query_one("#ds-tabs", TabbedContent).get_tab("tab-errors").label = "Errors"
         table = self.query_one("#ds-table", RowTable)
-        table.set_source(message.source, 0, message.columns)
+        table.set_source(message.source, 0, message.columns, message.first_rows)
         self._status = "indexing…"
         self._show_info()
         table.focus()

@@ -13,6 +13,7 @@ flight at a time; when it lands, the repaint asks for whatever is still missing 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,10 +111,12 @@ class RowTable(ScrollView, can_focus=True):
 
     @dataclass
     class RowsRead(Message, bubble=False):
-        """A worker read some rows of `source`: each a Row or the DataError it raised."""
+        """A worker read some rows of `source`: each a Row or the DataError it raised. `last`: the
+        worker is done (a read comes in two parts: the wanted row and those below it, then those above)."""
 
         source: DatasetSource
         items: dict[int, Row | DataError]
+        last: bool = True
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None):
         super().__init__(name=name, id=id, classes=classes)
@@ -127,11 +130,20 @@ class RowTable(ScrollView, can_focus=True):
 
     # --- data ---------------------------------------------------------------------------------------
 
-    def set_source(self, source: DatasetSource | None, row_count: int = 0, columns: list[str] | None = None):
-        """Show `source`, of which `row_count` rows can be read now."""
+    def set_source(
+        self,
+        source: DatasetSource | None,
+        row_count: int = 0,
+        columns: list[str] | None = None,
+        rows: Iterable[Row] = (),
+    ):
+        """Show `source`, of which `row_count` rows can be read now; `rows` were read from it already
+        (the first ones, by whoever opened it) and are painted without reading them again."""
         self.source = source
         self.columns = list(columns or [])
         self._rows.clear()
+        for row in rows:
+            self._rows[row.index] = row
         self._lines.clear()
         self._reading = None
         self._highlight_waiting = False
@@ -193,12 +205,24 @@ class RowTable(ScrollView, can_focus=True):
             start, stop = top, top + page + 1
         else:  # off screen, or a scroll not applied yet (a jump): the pages around it
             start, stop = index - page, index + page + 1
+        start, stop = max(start, 0), min(stop, self.row_count)
         self._reading = self.source
-        self._read_rows(self.source, max(start, 0), min(stop, self.row_count))
+        # `index` and the rows below it first: after a jump the cursor's row does not wait for the rows
+        # above it, which may lie at the end of another Parquet row group (decoded from its start)
+        split = min(max(index, start), stop)
+        parts = [(a, b) for a, b in ((split, stop), (start, split)) if a < b]
+        self._read_rows(self.source, parts or [(start, stop)])
 
     @work(thread=True, exclusive=True, group="row-table-read", exit_on_error=False)
-    def _read_rows(self, source: DatasetSource, start: int, stop: int) -> None:
-        """Read rows on this thread and post them; touches no widget state."""
+    def _read_rows(self, source: DatasetSource, parts: list[tuple[int, int]]) -> None:
+        """Read rows on this thread and post them, part by part; touches no widget state."""
+        for k, (start, stop) in enumerate(parts):
+            self.post_message(
+                self.RowsRead(source, self._read_part(source, start, stop), k == len(parts) - 1)
+            )
+
+    @staticmethod
+    def _read_part(source: DatasetSource, start: int, stop: int) -> dict[int, Row | DataError]:
         items: dict[int, Row | DataError] = {}
         try:
             try:
@@ -212,13 +236,14 @@ class RowTable(ScrollView, can_focus=True):
         except Exception as err:  # noqa: BLE001 - the rows show what failed instead of "reading…" forever
             failed = DataError(f"cannot read this row: {err}", path=source.path)
             items.update((index, failed) for index in range(start, stop) if index not in items)
-        self.post_message(self.RowsRead(source, items))
+        return items
 
     def on_row_table_rows_read(self, message: RowsRead) -> None:
         message.stop()
         if message.source is not self.source:
             return
-        self._reading = None
+        if message.last:
+            self._reading = None
         for index, item in message.items.items():
             self._rows[index] = item
         self.refresh()  # painting asks for whatever is still missing now
