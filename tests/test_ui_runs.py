@@ -636,3 +636,48 @@ def test_snapshot_failed_out_of_memory(snap_compare, snapshot_ws):
         snapshot_ws, "20261122-082000-sft-lora", state="failed", steps=12, max_steps=40, error=OOM_ERROR
     )
     assert _snap(snap_compare, snapshot_ws, "20261122-082000-sft-lora")
+
+
+async def test_sweep_view_ranks_the_trials_and_overlays_their_losses(ws):
+    """A run of a sweep: `w` shows the sweep's trials ranked by its metric; `o` draws their losses."""
+    import json
+
+    from tui_ft.runs.sweep import Sweep, SweepDir, Trial, sweeps_dir
+
+    sweep_id = "20261122-075959-sweep-sft-lora"
+    trials = []
+    for n, (run_id, lr, value) in enumerate(
+        [("20261122-080000-sft-lora", "1e-3", 2.5), ("20261122-081000-sft-lora", "3e-3", 1.9)]
+    ):
+        run = record_run(ws, run_id)
+        status = json.loads(run.status_file.read_text())
+        status["sweep"] = sweep_id
+        run.status_file.write_text(json.dumps(status))
+        trials.append(Trial(n, {"training.learning_rate": lr}, run_id, "completed", value))
+    folder = SweepDir(sweeps_dir(ws) / sweep_id)
+    folder.path.mkdir(parents=True)
+    folder.save(
+        Sweep(
+            sweep_id,
+            "sft-lora",
+            [],
+            "grid",
+            grid={"training.learning_rate": ["1e-3", "3e-3"]},
+            trials_wanted=2,
+            state="completed",
+            trials=trials,
+        )
+    )
+    record_run(ws, "20261122-090000-dpo-lora", method="dpo")  # not in the sweep
+    app = RecordingApp(ws, start_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#runs-table", DataTable)
+        await until(pilot, lambda: table.row_count == 3)
+        await pilot.press("down")  # the newest run is not in a sweep: w does nothing there
+        await pilot.press("w")
+        await until(pilot, lambda: app.screen.query("#sweep-trials"))
+        trials_table = app.screen.query_one("#sweep-trials", DataTable)
+        rows = [[str(c) for c in trials_table.get_row_at(i)] for i in range(trials_table.row_count)]
+        assert rows[0][:4] == ["1", "1", "3e-3", "1.900"] and rows[1][:4] == ["2", "0", "1e-3", "2.500"]
+        await pilot.press("o")
+        await until(pilot, lambda: sorted(app.screen.overlay_ids) == [t.run_id for t in trials])

@@ -8,14 +8,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, SelectionList
+from textual.widgets import Button, DataTable, Label, SelectionList
 from textual.widgets.selection_list import Selection
 
 from tui_ft.display import format_value
 from tui_ft.runs.listing import RunRow
+from tui_ft.runs.sweep import Sweep
 from tui_ft.ui.widgets.export_dialog import ExportDialog, ExportRequest, result_sentence, run_export
 
-__all__ = ["ExportDialog", "ExportRequest", "OverlayDialog", "result_sentence", "run_export"]
+__all__ = ["ExportDialog", "ExportRequest", "OverlayDialog", "SweepDialog", "result_sentence", "run_export"]
 
 
 class OverlayDialog(ModalScreen[list[str] | None]):
@@ -61,5 +62,60 @@ class OverlayDialog(ModalScreen[list[str] | None]):
         self.dismiss(chosen or None)
 
     @on(Button.Pressed, "#overlay-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class SweepDialog(ModalScreen[tuple[str, list[str]] | None]):
+    """A sweep's trials ranked by its metric. Enter opens a trial's run; `o` overlays the loss curves of
+    every trial that ran. Dismisses with ("open", [id]), ("overlay", ids) or None."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Close", id="runs.sweep.cancel"),
+        Binding("o", "overlay", "Overlay all", id="runs.sweep.overlay"),
+    ]
+
+    def __init__(self, sweep: Sweep) -> None:
+        super().__init__(classes="runs-dialog")
+        self.sweep = sweep
+
+    def compose(self) -> ComposeResult:
+        sweep = self.sweep
+        best = sweep.best
+        with Vertical():
+            yield Label(
+                f"[b]{sweep.id}[/b]  {sweep.state} · {sweep.search} · {sweep.direction} {sweep.metric}"
+                + (f" · best {format_value(best.value)} ({best.run_id})" if best else "")
+            )
+            yield DataTable(cursor_type="row", id="sweep-trials")
+            yield Label("[dim]enter: open the run · o: overlay their losses · esc: close[/dim]")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#sweep-trials", DataTable)
+        keys = list(self.sweep.grid) + [k for k in self.sweep.ranges if k not in self.sweep.grid]
+        table.add_columns("rank", "trial", *keys, self.sweep.metric, "state", "run")
+        for rank, t in enumerate(self.sweep.ranked(), start=1):
+            ranked = t.value is not None and t.state == "completed"
+            table.add_row(
+                str(rank) if ranked else "-",
+                str(t.number),
+                *(t.params.get(k, "-") for k in keys),
+                format_value(t.value),
+                t.state,
+                t.run_id or "-",
+                key=t.run_id or f"trial-{t.number}",
+            )
+        table.focus()
+
+    @on(DataTable.RowSelected, "#sweep-trials")
+    def _open(self, event: DataTable.RowSelected) -> None:
+        run_id = str(event.row_key.value)
+        if not run_id.startswith("trial-"):
+            self.dismiss(("open", [run_id]))
+
+    def action_overlay(self) -> None:
+        ids = [t.run_id for t in self.sweep.ranked() if t.run_id]
+        self.dismiss(("overlay", ids) if ids else None)
+
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -23,7 +23,13 @@ from textual.widgets import ContentSwitcher, Footer
 from tui_ft.errors import UserError
 from tui_ft.runs.history import RunHistory
 from tui_ft.runs.listing import RunRow
-from tui_ft.ui.screens.run_dialogs import ExportDialog, ExportRequest, OverlayDialog, run_export
+from tui_ft.ui.screens.run_dialogs import (
+    ExportDialog,
+    ExportRequest,
+    OverlayDialog,
+    SweepDialog,
+    run_export,
+)
 from tui_ft.ui.widgets.run_dashboard import RunDashboard, Snapshot
 from tui_ft.ui.widgets.run_format import ALERT_SEVERITY
 from tui_ft.ui.widgets.run_list import RunList
@@ -41,6 +47,7 @@ class RunsScreen(Screen):
         Binding("c", "chat", "Chat", id="runs.chat"),
         Binding("x", "export", "Export", id="runs.export"),
         Binding("o", "overlay", "Overlay", id="runs.overlay"),
+        Binding("w", "sweep", "Sweep", id="runs.sweep"),
     ]
 
     @dataclass
@@ -188,6 +195,8 @@ class RunsScreen(Screen):
             return self.dashboard_open or self.run_list.filtering
         if action in ("stop", "resume", "chat", "export", "overlay"):
             return self._current_run() is not None
+        if action == "sweep":
+            return self._current_sweep() is not None
         return True
 
     def action_filter(self) -> None:
@@ -298,6 +307,43 @@ class RunsScreen(Screen):
             self.workspace.root,
             lambda text, severity: self.post_message(self.ActionDone(text, severity)),
         )
+
+    def _current_sweep(self) -> str | None:
+        """The sweep the current run is a trial of."""
+        run_id = self._current_run()
+        row = next((r for r in self.rows if r.id == run_id), None)
+        return row.sweep if row is not None else None
+
+    def action_sweep(self) -> None:
+        """The current run's sweep: its trials ranked; open one, or overlay their losses."""
+        sweep_id = self._current_sweep()
+        if sweep_id:
+            self._sweep_worker(sweep_id)
+
+    @work(
+        thread=True, exclusive=True, group="runs-sweep", exit_on_error=False, description="Reading the sweep"
+    )
+    def _sweep_worker(self, sweep_id: str) -> None:
+        from tui_ft.runs.sweep import find_sweep
+
+        folder = find_sweep(self.workspace, sweep_id)
+        if folder is None:
+            self.post_message(self.ActionDone(f"sweep {sweep_id} is gone from the workspace", "error"))
+            return
+        sweep = folder.load()
+        self.app.call_from_thread(self._show_sweep, sweep)
+
+    def _show_sweep(self, sweep) -> None:
+        def chosen(choice: tuple[str, list[str]] | None) -> None:
+            if choice is None:
+                return
+            what, ids = choice
+            if what == "open":
+                self.call_later(self.show_run, ids[0])
+            else:
+                self.call_later(self.overlay, ids, ids[0])
+
+        self.app.push_screen(SweepDialog(sweep), chosen)
 
     def action_overlay(self) -> None:
         run_id = self._current_run()
