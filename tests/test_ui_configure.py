@@ -210,6 +210,41 @@ def test_launch_creates_a_run_and_opens_it(ws, monkeypatch):
     assert status is not None and status.state == "completed", status
 
 
+def test_a_sweep_starts_from_the_form_and_runs_its_trials(ws, monkeypatch):
+    """ctrl+g: a grid on any key, the form's values as the base; the sweep's driver runs each trial."""
+    import json
+
+    monkeypatch.setenv("TUI_FT_HOME", str(ws.root))
+
+    async def go():
+        app = ConfigApp(ws)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await edit(pilot, "f-training--max_steps", "4")
+            await until(pilot, lambda: "--set training.max_steps=4" in command_text(app))
+            await pilot.press("ctrl+g")
+            await until(pilot, lambda: app.screen.query("#sweep-grid"))
+            await pilot.press(*"adapter.r=4,8")
+            await pilot.press("enter")
+            screen = app.screen_stack[1] if len(app.screen_stack) > 1 else app.screen
+            await until(pilot, lambda: getattr(screen, "sweeps", None), timeout=60)
+            return screen.sweeps[0]
+
+    sweep_id = asyncio.run(go())
+    path = ws.root / "sweeps" / sweep_id / "sweep.json"
+    doc = json.loads(path.read_text())
+    assert doc["grid"] == {"adapter.r": ["4", "8"]} and "training.max_steps=4" in doc["overrides"]
+    deadline = time.monotonic() + 600
+    while doc["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(1)
+        doc = json.loads(path.read_text())
+    assert doc["state"] == "completed", doc
+    assert [t["state"] for t in doc["trials"]] == ["completed", "completed"]
+    assert (
+        ws.root / "recipes" / f"{json.loads(path.read_text())['best_recipe'].rsplit('/', 1)[-1]}"
+    ).exists()
+
+
 def test_configure_through_the_app_shell(ws):
     pytest.importorskip("tui_ft.ui.app")
     from tui_ft.ui.app import TuiFtApp

@@ -133,6 +133,66 @@ class SaveRecipeScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class SweepSetupDialog(ModalScreen[dict[str, Any] | None]):
+    """What to sweep over: grid values and/or Optuna ranges on any recipe key (as `--set` names them),
+    the number of trials and the metric that ranks them. Dismisses with the spec or None."""
+
+    DEFAULT_CSS = """
+    SweepSetupDialog { align: center middle; }
+    SweepSetupDialog > Vertical {
+        width: 80; max-width: 95%; height: auto; border: thick $primary; padding: 0 1; background: $surface;
+    }
+    SweepSetupDialog Horizontal { height: auto; }
+    SweepSetupDialog Horizontal > Label { padding-top: 1; }
+    SweepSetupDialog #sweep-trials { width: 10; }
+    SweepSetupDialog #sweep-metric { width: 1fr; }
+    SweepSetupDialog #sweep-error { height: auto; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="configure.sweep.cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Sweep over  [dim](keys as --set names them; several separated by spaces)[/dim]")
+            yield Label("grid: key=v1,v2 ...")
+            yield Input(placeholder="training.learning_rate=1e-3,3e-3 adapter.r=8,16", id="sweep-grid")
+            yield Label("Optuna ranges: key=lo:hi[:log] ...")
+            yield Input(placeholder="training.learning_rate=1e-5:1e-2:log", id="sweep-ranges")
+            with Horizontal():
+                yield Label("trials (Optuna) ")
+                yield Input("8", id="sweep-trials", type="integer")
+                yield Label(" metric ")
+                yield Input("eval_loss", id="sweep-metric")
+            yield Static("", id="sweep-error")
+            with Horizontal():
+                yield Button("Cancel", id="sweep-cancel")
+                yield Button("Start", variant="primary", id="sweep-start")
+
+    def on_mount(self) -> None:
+        self.query_one("#sweep-grid", Input).focus()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#sweep-start")
+    def _start(self) -> None:
+        grid = self.query_one("#sweep-grid", Input).value.split()
+        ranges = self.query_one("#sweep-ranges", Input).value.split()
+        if not grid and not ranges:
+            self.query_one("#sweep-error", Static).update(Text("give grid values or ranges", style="red"))
+            return
+        trials_text = self.query_one("#sweep-trials", Input).value.strip()
+        self.dismiss(
+            {
+                "grid": grid,
+                "ranges": ranges,
+                "trials": int(trials_text) if ranges and trials_text.isdigit() else 0,
+                "metric": self.query_one("#sweep-metric", Input).value.strip(),
+            }
+        )
+
+    @on(Button.Pressed, "#sweep-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ConfigureScreen(Screen):
     """The Configure mode: recipe picker, form, memory estimate, command, save and launch."""
 
@@ -152,6 +212,7 @@ class ConfigureScreen(Screen):
         Binding("ctrl+s", "save", "Save recipe", id="configure.save"),
         Binding("ctrl+l", "launch", "Launch", id="configure.launch"),
         Binding("ctrl+o", "pick", "Pick recipe", id="configure.pick"),
+        Binding("ctrl+g", "sweep", "Sweep", id="configure.sweep"),
     ]
 
     @dataclass
@@ -173,6 +234,10 @@ class ConfigureScreen(Screen):
     class LaunchFailed(Message):
         error: UserError | str
 
+    @dataclass
+    class SweepStarted(Message):
+        sweep_id: str
+
     def __init__(self, *, source: Path | None = None, name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
         self.source = source
@@ -181,6 +246,7 @@ class ConfigureScreen(Screen):
         self._gpu_sampler: Any = None
         self.last_estimate: MemoryEstimate | None = None
         self.launched: list[str] = []
+        self.sweeps: list[str] = []  # sweeps started from this screen
         self._form: RecipeForm | None = None
 
     @property
@@ -377,6 +443,60 @@ class ConfigureScreen(Screen):
         path.write_text(dump_recipe(loaded.recipe), encoding="utf-8")
         self.notify(f"saved {path}")
         await self.open_recipe(path)
+
+    # ---------------------------------------------------------------------------------------------
+    # sweep
+
+    def action_sweep(self) -> None:
+        """A grid or an Optuna search over any of the form's keys, the form's values as the base."""
+        form = self.form
+        if form.recipe is None or self.source is None:
+            self.notify(
+                "fix the recipe first: " + (form.error.message if form.error else ""), severity="error"
+            )
+            return
+        source, overrides = self.source, form.overrides()
+
+        def chosen(spec: dict[str, Any] | None) -> None:
+            if spec is not None:
+                self.query_one("#form-state", Static).update(Text("starting a sweep…", style="cyan"))
+                self._start_sweep(source, overrides, spec)
+
+        self.app.push_screen(SweepSetupDialog(), chosen)
+
+    @work(thread=True, exclusive=True, group="launch", exit_on_error=False, description="Starting a sweep")
+    def _start_sweep(self, source: Path, overrides: list[str], spec: dict[str, Any]) -> None:
+        """What `tui-ft sweep SOURCE --set ... --grid ... --range ... --detach` does."""
+        from tui_ft.runs.sweep import create_sweep, parse_grid, parse_ranges, spawn_driver
+
+        ws = self.workspace
+        try:
+            folder = create_sweep(
+                ws,
+                str(source),
+                overrides,
+                grid=parse_grid(spec["grid"]),
+                ranges=parse_ranges(spec["ranges"]),
+                trials=spec["trials"],
+                metric=spec["metric"] or "eval_loss",
+                direction=None,
+            )
+            spawn_driver(folder, ws)
+        except UserError as exc:
+            self.post_message(self.LaunchFailed(exc))
+            return
+        self.post_message(self.SweepStarted(folder.path.name))
+
+    @on(SweepStarted)
+    def _sweep_started(self, message: SweepStarted) -> None:
+        self.sweeps.append(message.sweep_id)
+        self.query_one("#form-state", Static).update(Text(f"sweep {message.sweep_id}", style="green"))
+        self.notify(
+            f"sweep {message.sweep_id} started: its trials appear in Runs (w on one shows the sweep)",
+            title="Sweep",
+        )
+        if "runs" in getattr(self.app, "MODES", {}):
+            self.app.switch_mode("runs")
 
     # ---------------------------------------------------------------------------------------------
     # launch
