@@ -681,3 +681,16 @@ async def test_sweep_view_ranks_the_trials_and_overlays_their_losses(ws):
         assert rows[0][:4] == ["1", "1", "3e-3", "1.900"] and rows[1][:4] == ["2", "0", "1e-3", "2.500"]
         await pilot.press("o")
         await until(pilot, lambda: sorted(app.screen.overlay_ids) == [t.run_id for t in trials])
+
+
+async def test_a_mixture_run_charts_each_tasks_eval_loss(ws):
+    run = record_run(ws, "20261122-080000-sft-mixture")
+    with EventWriter(run.events_file) as events:
+        for step, (chat, qa) in ((20, (2.0, 3.0)), (40, (1.5, 2.2))):
+            events.write("eval", t=T0 + step, step=step, eval_chat_loss=chat, eval_qa_loss=qa)
+    app = RecordingApp(ws, start_mode="runs", start_run=run.id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.query("#chart-tasks"))
+        chart = app.screen.query_one("#chart-tasks", MetricChart)
+        assert list(chart.series_names) == ["eval_chat_loss", "eval_qa_loss"]
+        assert chart.labels == {"eval_chat_loss": "chat", "eval_qa_loss": "qa"}

@@ -81,10 +81,36 @@ class AdapterSpec(_Section):
     )
 
 
+class MixtureSpec(_Section):
+    """One task of a multi-task mixture: its data, its weight in the mix, its own evaluation data."""
+
+    name: str = Field(description="the task's name: its eval loss is logged as eval_NAME_loss")
+    train: str = Field(description="the task's training data (any format the method takes)")
+    weight: float = Field(1.0, gt=0, description="its share of the mix (relative to the other tasks)")
+    eval: str | None = Field(None, description="the task's own evaluation file")
+    eval_split: float = Field(0.0, ge=0.0, lt=1.0, description="or a fraction of its train held out")
+
+    @field_validator("name")
+    @classmethod
+    def _task_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,39}", value):
+            raise ValueError("a task name is a letter, then letters, digits, '-' or '_' (up to 40)")
+        return value
+
+
 class DataSpec(_Section):
     """Training and evaluation data."""
 
-    train: str = Field(description="a file (.jsonl .json .csv .parquet), a saved dataset folder, or a hub id")
+    train: str | None = Field(
+        None, description="a file (.jsonl .json .csv .parquet), a saved dataset folder, or a hub id"
+    )
+    mixture: list[MixtureSpec] = Field(
+        default_factory=list,
+        description="several datasets, each a task with a weight and its own eval data (instead of train)",
+    )
+    temperature: float = Field(
+        1.0, gt=0, description="mixture sampling: a task's share is proportional to (weight x rows)^(1/T)"
+    )
     eval: str | None = Field(None, description="a separate evaluation file")
     eval_split: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of train held out for evaluation")
     format: str = Field(
@@ -224,6 +250,21 @@ class Recipe(_Section):
             raise ValueError(
                 "eval.data: the evaluation after training needs held-out data: set eval.data, or data.eval"
             )
+        if bool(self.data.train) == bool(self.data.mixture):
+            raise ValueError(
+                "data.train: give the training data as data.train (one dataset) or data.mixture (several "
+                "tasks), one of the two"
+            )
+        if self.data.mixture:
+            names = [task.name for task in self.data.mixture]
+            if len(set(names)) != len(names):
+                raise ValueError(f"data.mixture: task names must differ ({', '.join(names)})")
+            if self.data.eval or self.data.eval_split:
+                raise ValueError(
+                    "data.eval: a mixture's evaluation data is per task (data.mixture[i].eval or eval_split)"
+                )
+            if self.method in ("grpo", "rloo", "classify"):
+                raise ValueError(f"data.mixture: {self.method} trains on one dataset; use data.train")
         if self.model.quantization != "none" and self.adapter.type in ("full", "freeze"):
             raise ValueError(
                 f"adapter.type: {self.adapter.type} training cannot update {self.model.quantization} "

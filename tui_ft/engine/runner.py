@@ -58,29 +58,45 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
             events.write("message", step=status.step, text=message, **fields)
 
     data_cache = run.path / "data"  # memory-mapped copies, as load_dataset makes (see load_for_training)
-    train = load_for_training(
-        recipe.data.train,
-        method=recipe.method,
-        ranking_mode=recipe.data.ranking_pairs,
-        cache_dir=data_cache / "train",
-    )
-    note(f"data: {train.rows} rows of {train.format.value} from {train.source}")
-    if train.labels is not None:
-        note(f"classes: {', '.join(train.labels)}")
-    train_ds, eval_ds = train.dataset, None
-    if recipe.data.eval:
-        evald = load_for_training(
-            recipe.data.eval,
+    if recipe.data.mixture:
+        from tui_ft.data.mixture import load_mixture
+
+        mixed = load_mixture(
+            recipe.data.mixture,
             method=recipe.method,
             ranking_mode=recipe.data.ranking_pairs,
-            cache_dir=data_cache / "eval",
-            labels=train.labels,  # classify: the training data's classes; an unseen label is bad input
+            temperature=recipe.data.temperature,
+            cache=data_cache,
+            seed=seed,
+            note=note,
         )
-        eval_ds = evald.dataset
-    elif recipe.data.eval_split > 0:
-        split = train_ds.train_test_split(test_size=recipe.data.eval_split, seed=seed)
-        train_ds, eval_ds = split["train"], split["test"]
-    if eval_ds is not None:
+        train_ds, eval_ds, train_format, labels = mixed.train, mixed.evals, mixed.format, None
+    else:
+        train = load_for_training(
+            recipe.data.train or "",
+            method=recipe.method,
+            ranking_mode=recipe.data.ranking_pairs,
+            cache_dir=data_cache / "train",
+        )
+        note(f"data: {train.rows} rows of {train.format.value} from {train.source}")
+        if train.labels is not None:
+            note(f"classes: {', '.join(train.labels)}")
+        train_ds, eval_ds, train_format, labels = train.dataset, None, train.format, train.labels
+        if recipe.data.eval:
+            evald = load_for_training(
+                recipe.data.eval,
+                method=recipe.method,
+                ranking_mode=recipe.data.ranking_pairs,
+                cache_dir=data_cache / "eval",
+                labels=train.labels,  # classify: the training data's classes; an unseen label is bad input
+            )
+            eval_ds = evald.dataset
+        elif recipe.data.eval_split > 0:
+            split = train_ds.train_test_split(test_size=recipe.data.eval_split, seed=seed)
+            train_ds, eval_ds = split["train"], split["test"]
+    if isinstance(eval_ds, dict):
+        note("evaluation per task: " + ", ".join(f"{name} {len(ds)} rows" for name, ds in eval_ds.items()))
+    elif eval_ds is not None:
         note(f"evaluation: {len(eval_ds)} rows")
 
     model_ref = resolve_model(recipe.model.name, ws, field="model.name")
@@ -89,9 +105,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         training.pop("activation_checkpointing", training.pop("gradient_checkpointing", False))
     )
     set_seed(seed)
-    model = load_model(
-        model_ref, recipe.model, hw, recipe.adapter.type, task=method.task, labels=train.labels
-    )
+    model = load_model(model_ref, recipe.model, hw, recipe.adapter.type, task=method.task, labels=labels)
     if method.task == "sequence_classification":
         model.config.pad_token_id = tokenizer.pad_token_id  # batches of scored sequences need padding
     model = apply_adapter(
@@ -123,7 +137,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
     if recipe.method == "sft":
         config["packing"] = recipe.data.packing
     if method.config_keys is not None:
-        loss_keys, which = method.config_keys(recipe, train.format.value, tokenizer)
+        loss_keys, which = method.config_keys(recipe, train_format.value, tokenizer)
         config.update(loss_keys)
         note(f"loss on {which}")
     if eval_ds is not None and "eval_strategy" not in training:
@@ -145,7 +159,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         tokenizer=tokenizer,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        data_format=train.format.value,
+        data_format=train_format.value,
         config=config,
         callbacks=[recorder],
         load_reference=lambda: load_model(model_ref, recipe.model, hw, recipe.adapter.type, task=method.task),
@@ -167,7 +181,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
             trainable_params=trainable,
             total_params=total,
             train_rows=len(train_ds),
-            eval_rows=len(eval_ds) if eval_ds is not None else 0,
+            eval_rows=sum(map(len, eval_ds.values())) if isinstance(eval_ds, dict) else len(eval_ds or ()),
             **effective,
         )
     return trainer, tokenizer, model_ref

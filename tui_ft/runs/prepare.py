@@ -115,23 +115,32 @@ def resolve_recipe(loaded: LoadedRecipe, ws: Workspace) -> Recipe:
     except NotFoundError as exc:
         raise loaded.error(("model", "name"), exc.message, exc.hint) from None
     data = recipe.data
-    data.train = resolve_data_path(
-        data.train, field="data.train", base_dir=loaded.base_dir, ws=ws, loaded=loaded
-    )
+    if data.train:
+        data.train = resolve_data_path(
+            data.train, field="data.train", base_dir=loaded.base_dir, ws=ws, loaded=loaded
+        )
+        check_data_fits_method(data.train, recipe.method, data.format, "data.train")
     if data.eval:
         data.eval = resolve_data_path(
             data.eval, field="data.eval", base_dir=loaded.base_dir, ws=ws, loaded=loaded
         )
-    check_data_fits_method(data.train, recipe.method, data.format, "data.train")
     if data.eval:
         check_data_fits_method(data.eval, recipe.method, data.format, "data.eval")
-    if recipe.method == "classify":
+    for i, task in enumerate(data.mixture):  # each task with its own format, checked as data.train is
+        for key in ("train", "eval"):
+            value = getattr(task, key)
+            if value:
+                field = f"data.mixture[{i}].{key}"
+                path = resolve_data_path(value, field=field, base_dir=loaded.base_dir, ws=ws, loaded=loaded)
+                setattr(task, key, path)
+                check_data_fits_method(path, recipe.method, "auto", field)
+    if recipe.method == "classify" and data.train:
         check_classification_labels(data.train, data.eval)
     if recipe.rewards is not None:
         resolve_rewards(loaded, recipe, ws)
     if recipe.eval is not None:
         resolve_eval(loaded, recipe, ws)
-    has_eval = bool(data.eval) or data.eval_split > 0
+    has_eval = bool(data.eval) or data.eval_split > 0 or any(t.eval or t.eval_split for t in data.mixture)
     strategy = str(recipe.training.get("eval_strategy", "no"))
     if strategy != "no" and not has_eval:
         raise loaded.error(

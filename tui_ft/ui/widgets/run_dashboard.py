@@ -10,7 +10,8 @@ failed one does not stop the dashboard. Charts repaint only when their data chan
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,17 @@ SYSTEM_LABELS = {
 }
 
 
+_TASK_LOSS = re.compile(r"eval_(.+)_loss")
+
+
+def task_losses(names: Iterable[str]) -> list[str]:
+    """The per-task evaluation losses of a multi-task run (`eval_<task>_loss`), by task name."""
+    return sorted(n for n in names if n != "eval_loss" and _TASK_LOSS.fullmatch(n))
+
+
 def charted_series(names: list[str]) -> list[str]:
     """The series some chart of the dashboard draws (the others are only listed)."""
-    wanted = {n for _, _, group in CHART_GROUPS for n in group}
+    wanted = {n for _, _, group in CHART_GROUPS for n in group} | set(task_losses(names))
     wanted |= {n for _, _, group in SYSTEM_CHARTS for n in group}
     gpu_keys = {n for _, _, group in GPU_CHARTS for n in group}
     return [n for n in names if n in wanted or (n.startswith("gpu") and n.split("/", 1)[-1] in gpu_keys)]
@@ -514,6 +523,16 @@ class RunDashboard(Vertical):
                 await grid.add_chart(chart, before=grid.charts.index(later[0]) if later else None)
                 have[chart_id] = chart
             self._feed(chart, snap, title)
+        tasks = task_losses(names)  # a mixture: one eval loss per task, in one chart after the loss
+        if tasks:
+            chart = have.get("chart-tasks")
+            if chart is None or list(chart.series_names) != tasks:
+                if chart is not None:
+                    await chart.remove()
+                names_of = {n: n.removeprefix("eval_").removesuffix("_loss") for n in tasks}
+                chart = MetricChart("eval loss per task", tuple(tasks), labels=names_of, id="chart-tasks")
+                await grid.add_chart(chart, before=1 if grid.charts else None)
+            self._feed(chart, snap, "eval loss per task")
 
     def _feed(self, chart: MetricChart, snap: Snapshot, title: str) -> None:
         points = {n: snap.points[n] for n in chart.series_names if n in snap.points}
