@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -42,6 +43,7 @@ from tui_ft.ui.widgets.chat_log import ChatColumn, ReplyMessage, reply_stats
 from tui_ft.workspace import Workspace
 
 SIDES = ("a", "b")
+REPLY_DRAW_S = 0.1  # a streaming reply is drawn at most this often (bench/chat_service.py)
 COMPARE_STORE = "chat-compare"  # annotations/chat-compare.jsonl
 DECISION_LABELS = {"1": "A", "2": "B", "t": "tie", "x": "both_bad"}
 NUMBER_SETTINGS: dict[str, tuple[type, str]] = {
@@ -329,12 +331,9 @@ class ChatScreen(Screen):
 
     @dataclass
     class ReplyGrew(Message):
-        side: int
-        turn: int
-        text: str
+        """A reply has new text (in `ChatScreen._grown`); at most one is on its way per side."""
 
-        def can_replace(self, message: Message) -> bool:
-            return isinstance(message, type(self)) and (message.side, message.turn) == (self.side, self.turn)
+        side: int
 
     @dataclass
     class ReplyEnded(Message):
@@ -361,6 +360,12 @@ class ChatScreen(Screen):
         self.model_loading = [False, False]
         self.queued_prompt: str | None = None  # sent once the models have loaded again
         self._asked_for: list[str] = []  # models asked for before the screen was mounted
+        # Streaming: a reply worker leaves the text so far in `_grown` and posts one ReplyGrew unless one
+        # is on its way; the replies are drawn at most every REPLY_DRAW_S, both sides in one frame.
+        self._grown: dict[int, tuple[int, str]] = {}  # side -> (turn, text so far), not drawn yet
+        self._grew_posted = [False, False]
+        self._last_draw = 0.0
+        self._draw_timer: Timer | None = None
 
     @property
     def workspace(self) -> Workspace:
@@ -569,7 +574,10 @@ class ChatScreen(Screen):
         for message in pending:
             if message.get("type") == "piece":
                 text += str(message.get("text", ""))
-                self.post_message(self.ReplyGrew(side, turn, text))
+                self._grown[side] = (turn, text)
+                if not self._grew_posted[side]:  # else the one on its way draws this text too
+                    self._grew_posted[side] = True
+                    self.post_message(self.ReplyGrew(side))
             elif pending.final is not None:
                 self.post_message(self.ReplyEnded(side, turn, message))
 
@@ -578,19 +586,35 @@ class ChatScreen(Screen):
         return boxes[turn] if turn < len(boxes) else None
 
     @on(ReplyGrew)
-    def _on_grew(self, message: ReplyGrew) -> None:
-        box = self._reply_box(message.side, message.turn)
-        if box is None:
-            return
-        column = self.query_one(f"#chat-{SIDES[message.side]}", ChatColumn)
-        was = column.at_bottom
-        box.show(message.text)
-        column.follow(was)
+    def _on_grew(self) -> None:
+        if self._draw_timer is not None:
+            return  # a draw is already due
+        wait = self._last_draw + REPLY_DRAW_S - time.monotonic()
+        if wait > 0:
+            self._draw_timer = self.set_timer(wait, self._draw_grown)
+        else:
+            self._draw_grown()
+
+    def _draw_grown(self) -> None:
+        """Draw the text that came since the last draw, on every side (one layout for both)."""
+        self._draw_timer = None
+        self._last_draw = time.monotonic()
+        for side in (0, 1):
+            self._grew_posted[side] = False  # before taking the text: a later piece posts again
+            grown = self._grown.pop(side, None)
+            box = None if grown is None else self._reply_box(side, grown[0])
+            if grown is None or box is None:
+                continue
+            column = self.query_one(f"#chat-{SIDES[side]}", ChatColumn)
+            was = column.at_bottom
+            box.show(grown[1])
+            column.follow(was)
 
     @on(ReplyEnded)
     def _on_ended(self, message: ReplyEnded) -> None:
         side, index, final = message.side, message.turn, message.final
         self.pending[side] = None
+        self._grown.pop(side, None)  # the final text is drawn below
         if index >= len(self.conversation.turns):
             return
         turn = self.conversation.turns[index]
