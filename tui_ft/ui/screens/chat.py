@@ -412,6 +412,8 @@ class ChatScreen(Screen):
         self.query_one("#chat-model-b").display = self.compare
         for side in (0, 1):
             self.query_one(f"#chat-model-{SIDES[side]}", Static).update(self._model_line(side))
+            # shown where the columns have a top rule (stacked compare), to tell A from B
+            self.query_one(f"#chat-{SIDES[side]}").border_title = f"{'AB'[side]} {self.models[side] or ''}"
         self._draw_verdict()
 
     def on_resize(self) -> None:
@@ -440,16 +442,19 @@ class ChatScreen(Screen):
 
     def _draw_verdict(self) -> None:
         verdict = self.query_one("#chat-verdict", Static)
-        if self.awaiting_decision is None:
-            verdict.display = False
-            return
-        verdict.display = True
-        verdict.update(
-            Text.assemble(
-                ("Which reply is better? ", "bold"),
-                "1 A · 2 B · t tie · x both bad · i keeps typing (no decision)",
+        shown = self.awaiting_decision is not None
+        if shown:
+            verdict.update(
+                Text.assemble(
+                    ("Which reply is better? ", "bold"), "1 A · 2 B · t tie · x both bad · i no decision"
+                )
             )
-        )
+        if verdict.display != shown:  # the columns get shorter or taller: keep their ends in view
+            columns = list(self.query(ChatColumn))
+            ends = [column.at_bottom for column in columns]
+            verdict.display = shown
+            for column, was in zip(columns, ends, strict=True):
+                column.follow(was)
 
     # --- loading -------------------------------------------------------------------------------------
 
