@@ -73,7 +73,9 @@ class ReplyMessage(Vertical):
             )
             self._frozen += tail[: cut + 1]
             tail = tail[cut + 1 :]
-        self._tail.update(Text(tail or ("" if self._frozen else "…")))
+        tail = tail.rstrip("\n")  # a reply's closing newline is no blank line in its box
+        self._tail.display = bool(tail) or not self._frozen
+        self._tail.update(Text(tail or "…"))
         self.border_subtitle = self.stats
         self.set_class(self.stats.startswith("failed"), "-failed")
 
