@@ -103,7 +103,7 @@ async def shoot_chat(ws, out: Path) -> None:
                 screen.query_one("#chat-prompt").value = "What is the capital of Korvath?"
                 await pilot.press("enter")
                 await _until(pilot, lambda s=screen: s.conversation.turns and not s.generating, 120)
-                await _until(pilot, lambda: "checking" not in app.gpu_summary)
+                await _until(pilot, lambda a=app: "checking" not in a.gpu_summary)
                 name = "chat-compare" if compare else "chat"
                 if size != SIZE:
                     name += f"-{size[0]}x{size[1]}"
