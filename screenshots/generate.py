@@ -1,6 +1,8 @@
-"""Regenerate screenshots/*.svg: every screen and mode of tui-ft at 100x30, on a fresh demo workspace.
+"""Regenerate screenshots/*.svg: every screen and mode of tui-ft at 100x30 (Chat also at 80x24 and
+160x48), on a fresh demo workspace.
 
     scripts/screenshots            (or: .venv/bin/python screenshots/generate.py [--out DIR])
+    scripts/screenshots --only chat   (the Chat shots alone: no training runs needed)
 
 The demo (model + sample data) is built in a temporary home folder ($HOME points at it while the
 shots are taken), at the workspace's default place there, so the header shows
@@ -71,11 +73,41 @@ async def shoot_all(home: Path, out: Path) -> None:
     await with_dataset("datasets-errors", "with-mistakes.jsonl", ["e"])
     await with_dataset("datasets-search", "chat.jsonl", ["slash", *"capital of", "enter"])
     await shoot_runs(ws, out)
-    for mode in ("configure", "annotate", "chat"):
+    for mode in ("configure", "annotate"):
         app = TuiFtApp(ws, start_mode=mode)
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda app=app: "checking" not in app.gpu_summary)
             await _shoot(app, pilot, out, mode)
+    await shoot_chat(ws, out)
+
+
+CHAT_SIZES = [(80, 24), (100, 30), (160, 48)]
+
+
+async def shoot_chat(ws, out: Path) -> None:
+    """Chat with a reply, and the compare view awaiting a decision (stacked when narrow), at 80x24,
+    100x30 (`chat.svg`, `chat-compare.svg`) and 160x48: demo-tiny on the CPU, greedy, 60 tokens."""
+    from tui_ft.ui.app import TuiFtApp
+
+    for compare in (False, True):
+        for size in CHAT_SIZES:
+            app = TuiFtApp(ws, start_mode="chat")
+            async with app.run_test(size=size) as pilot:
+                screen = app.screen
+                screen.settings.update(device="cpu", temperature=0.0, max_new_tokens=60)
+                if compare:
+                    screen._set_compare(True)
+                    screen.load(1, "demo-tiny")
+                screen.load(0, "demo-tiny")
+                await _until(pilot, lambda s=screen: all(s.info[i] is not None for i in s.sides), 180)
+                screen.query_one("#chat-prompt").value = "What is the capital of Korvath?"
+                await pilot.press("enter")
+                await _until(pilot, lambda s=screen: s.conversation.turns and not s.generating, 120)
+                await _until(pilot, lambda a=app: "checking" not in a.gpu_summary)
+                name = "chat-compare" if compare else "chat"
+                if size != SIZE:
+                    name += f"-{size[0]}x{size[1]}"
+                await _shoot(app, pilot, out, name)
 
 
 def train_in_process(ws, recipe: str, overrides: list[str]) -> str:
@@ -157,6 +189,7 @@ async def shoot_runs(ws, out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", choices=["chat"], help="only these shots (chat: no training needed)")
     args = parser.parse_args()
     from tui_ft.demo import build_demo
     from tui_ft.workspace import Workspace
@@ -175,8 +208,12 @@ def main() -> int:
         lines[25] = json.dumps({"prompt": "Spell tree backwards."})  # completion missing
         lines[31] = json.dumps({"prompt": "What is 2 plus 2?", "completion": 4})  # not text
         (ws.data / "with-mistakes.jsonl").write_text("\n".join(lines) + "\n")
-        print(f"writing screenshots at {SIZE[0]}x{SIZE[1]}:")
-        asyncio.run(shoot_all(home, args.out))
+        if args.only == "chat":
+            print("writing the Chat screenshots:")
+            asyncio.run(shoot_chat(Workspace(home), args.out))
+        else:
+            print(f"writing screenshots at {SIZE[0]}x{SIZE[1]} (Chat also at 80x24 and 160x48):")
+            asyncio.run(shoot_all(home, args.out))
     return 0
 
 

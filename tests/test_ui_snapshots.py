@@ -67,3 +67,48 @@ def test_datasets_no_dataset_yet(snap_compare, snapshot_ws):
 def test_shell_annotate_placeholder(snap_compare, snapshot_ws):
     app = SnapshotApp(snapshot_ws, start_mode="annotate")
     assert snap_compare(app, terminal_size=SIZE, run_before=_settle)
+
+
+# --- Chat -------------------------------------------------------------------------------------------
+
+CHAT_PROMPT = "What is the capital of Korvath?"
+
+
+async def chat_reply(pilot, compare: bool = False, tokens: int = 40) -> None:
+    """A greedy reply of `tokens` tokens from demo-tiny (two, side by side, when comparing), loaded on
+    the CPU whatever the machine; the speed in each reply's line is fixed to 100 tok/s (it is the
+    machine's), so the picture is the same everywhere. Compare waits for the 1 / 2 / t / x decision."""
+    from tests.conftest import until
+    from tui_ft.ui.widgets.chat_log import ChatColumn, reply_stats
+
+    app = pilot.app
+    screen = app.screen
+    screen.settings.update(device="cpu", temperature=0.0, max_new_tokens=tokens)
+    if compare:
+        screen._set_compare(True)
+        screen.load(1, "demo-tiny")
+    screen.load(0, "demo-tiny")
+    await until(pilot, lambda: all(screen.info[s] is not None for s in screen.sides), timeout=180)
+    prompt = screen.query_one("#chat-prompt", Input)
+    prompt.value = CHAT_PROMPT
+    await pilot.press("enter")
+    await until(pilot, lambda: screen.conversation.turns and not screen.generating, timeout=120)
+    turn = screen.conversation.turns[-1]
+    for side in screen.sides:
+        reply = turn.replies[side]
+        assert reply.new_tokens == tokens and not reply.error
+        reply.seconds = reply.new_tokens / 100
+        screen.query_one(f"#chat-{'ab'[side]}", ChatColumn).replies()[-1].show(reply.text, reply_stats(reply))
+    await _settle(pilot)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("compare", [False, True], ids=["one-model", "compare"])
+def test_chat(snap_compare, snapshot_ws, size, compare):
+    app = SnapshotApp(snapshot_ws, start_mode="chat")
+
+    async def run_before(pilot) -> None:
+        await chat_reply(pilot, compare)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

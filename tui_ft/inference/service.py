@@ -24,6 +24,12 @@ from tui_ft.errors import UserError, WorkFailed
 from tui_ft.inference import protocol
 from tui_ft.workspace import Workspace
 
+# A fast model's pieces are sent together, at most one `piece` line per generation in this interval:
+# the first at once, the rest joined until the interval has passed (a slow model's pieces, further
+# apart than this, go out one by one as they come). One line per word cost the UI a wake-up per word
+# of each reply and kept it from drawing keys in time (bench/chat_service.py).
+PIECE_INTERVAL_S = 0.05
+
 
 class Channel:
     """The protocol's output: whole lines, one writer at a time, flushed per message."""
@@ -202,13 +208,20 @@ class Service:
                 field="params",
                 hint=", ".join(protocol.SAMPLING_KEYS),
             )
-        result = stream_messages(
-            loaded,
-            messages,
-            on_piece=lambda text: self.channel.send({"type": "piece", "id": job.id, "text": text}),
-            stop=job.cancel.is_set,
-            **params,
-        )
+        held: list[str] = []  # pieces not sent yet
+        last_sent = [-PIECE_INTERVAL_S]
+
+        def on_piece(text: str) -> None:
+            held.append(text)
+            now = time.monotonic()
+            if now - last_sent[0] >= PIECE_INTERVAL_S:
+                last_sent[0] = now
+                self.channel.send({"type": "piece", "id": job.id, "text": "".join(held)})
+                held.clear()
+
+        result = stream_messages(loaded, messages, on_piece=on_piece, stop=job.cancel.is_set, **params)
+        if held:
+            self.channel.send({"type": "piece", "id": job.id, "text": "".join(held)})
         self.channel.send({"type": "done", "id": job.id, **result.to_json()})
 
     def _unload(self, request_id: str, key: str) -> None:

@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -44,6 +45,7 @@ from tui_ft.ui.widgets.export_dialog import ExportDialog, ExportRequest, run_exp
 from tui_ft.workspace import Workspace
 
 SIDES = ("a", "b")
+REPLY_DRAW_S = 0.1  # a streaming reply is drawn at most this often (bench/chat_service.py)
 COMPARE_STORE = "chat-compare"  # annotations/chat-compare.jsonl
 DECISION_LABELS = {"1": "A", "2": "B", "t": "tie", "x": "both_bad"}
 NUMBER_SETTINGS: dict[str, tuple[type, str]] = {
@@ -365,12 +367,9 @@ class ChatScreen(Screen):
 
     @dataclass
     class ReplyGrew(Message):
-        side: int
-        turn: int
-        text: str
+        """A reply has new text (in `ChatScreen._grown`); at most one is on its way per side."""
 
-        def can_replace(self, message: Message) -> bool:
-            return isinstance(message, type(self)) and (message.side, message.turn) == (self.side, self.turn)
+        side: int
 
     @dataclass
     class ReplyEnded(Message):
@@ -405,6 +404,12 @@ class ChatScreen(Screen):
         self.model_loading = [False, False]
         self.queued_prompt: str | None = None  # sent once the models have loaded again
         self._asked_for: list[str] = []  # models asked for before the screen was mounted
+        # Streaming: a reply worker leaves the text so far in `_grown` and posts one ReplyGrew unless one
+        # is on its way; the replies are drawn at most every REPLY_DRAW_S, both sides in one frame.
+        self._grown: dict[int, tuple[int, str]] = {}  # side -> (turn, text so far), not drawn yet
+        self._grew_posted = [False, False]
+        self._last_draw = 0.0
+        self._draw_timer: Timer | None = None
 
     @property
     def workspace(self) -> Workspace:
@@ -451,6 +456,8 @@ class ChatScreen(Screen):
         self.query_one("#chat-model-b").display = self.compare
         for side in (0, 1):
             self.query_one(f"#chat-model-{SIDES[side]}", Static).update(self._model_line(side))
+            # shown where the columns have a top rule (stacked compare), to tell A from B
+            self.query_one(f"#chat-{SIDES[side]}").border_title = f"{'AB'[side]} {self.models[side] or ''}"
         self._draw_verdict()
 
     def on_resize(self) -> None:
@@ -479,16 +486,19 @@ class ChatScreen(Screen):
 
     def _draw_verdict(self) -> None:
         verdict = self.query_one("#chat-verdict", Static)
-        if self.awaiting_decision is None:
-            verdict.display = False
-            return
-        verdict.display = True
-        verdict.update(
-            Text.assemble(
-                ("Which reply is better? ", "bold"),
-                "1 A · 2 B · t tie · x both bad · i keeps typing (no decision)",
+        shown = self.awaiting_decision is not None
+        if shown:
+            verdict.update(
+                Text.assemble(
+                    ("Which reply is better? ", "bold"), "1 A · 2 B · t tie · x both bad · i no decision"
+                )
             )
-        )
+        if verdict.display != shown:  # the columns get shorter or taller: keep their ends in view
+            columns = list(self.query(ChatColumn))
+            ends = [column.at_bottom for column in columns]
+            verdict.display = shown
+            for column, was in zip(columns, ends, strict=True):
+                column.follow(was)
 
     # --- loading -------------------------------------------------------------------------------------
 
@@ -666,7 +676,10 @@ class ChatScreen(Screen):
         for message in pending:
             if message.get("type") == "piece":
                 text += str(message.get("text", ""))
-                self.post_message(self.ReplyGrew(side, turn, text))
+                self._grown[side] = (turn, text)
+                if not self._grew_posted[side]:  # else the one on its way draws this text too
+                    self._grew_posted[side] = True
+                    self.post_message(self.ReplyGrew(side))
             elif pending.final is not None:
                 self.post_message(self.ReplyEnded(side, turn, message))
 
@@ -675,19 +688,35 @@ class ChatScreen(Screen):
         return boxes[turn] if turn < len(boxes) else None
 
     @on(ReplyGrew)
-    def _on_grew(self, message: ReplyGrew) -> None:
-        box = self._reply_box(message.side, message.turn)
-        if box is None:
-            return
-        column = self.query_one(f"#chat-{SIDES[message.side]}", ChatColumn)
-        was = column.at_bottom
-        box.show(message.text)
-        column.follow(was)
+    def _on_grew(self) -> None:
+        if self._draw_timer is not None:
+            return  # a draw is already due
+        wait = self._last_draw + REPLY_DRAW_S - time.monotonic()
+        if wait > 0:
+            self._draw_timer = self.set_timer(wait, self._draw_grown)
+        else:
+            self._draw_grown()
+
+    def _draw_grown(self) -> None:
+        """Draw the text that came since the last draw, on every side (one layout for both)."""
+        self._draw_timer = None
+        self._last_draw = time.monotonic()
+        for side in (0, 1):
+            self._grew_posted[side] = False  # before taking the text: a later piece posts again
+            grown = self._grown.pop(side, None)
+            box = None if grown is None else self._reply_box(side, grown[0])
+            if grown is None or box is None:
+                continue
+            column = self.query_one(f"#chat-{SIDES[side]}", ChatColumn)
+            was = column.at_bottom
+            box.show(grown[1])
+            column.follow(was)
 
     @on(ReplyEnded)
     def _on_ended(self, message: ReplyEnded) -> None:
         side, index, final = message.side, message.turn, message.final
         self.pending[side] = None
+        self._grown.pop(side, None)  # the final text is drawn below
         if index >= len(self.conversation.turns):
             return
         turn = self.conversation.turns[index]

@@ -5,7 +5,8 @@ bottom (Elia's rule: scrolling up to read is never undone by a new token)."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual.containers import VerticalScroll
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
 from tui_ft.display import format_count
@@ -30,14 +31,26 @@ class UserMessage(Static):
         self.border_title = "you"
 
 
-class ReplyMessage(Static):
-    """A reply: its text so far, and once it ends, its token count and speed."""
+class ReplyMessage(Vertical):
+    """A reply: its text so far, and once it ends, its token count and speed.
+
+    A long reply is drawn as blocks of whole lines: once the growing tail holds more than
+    `BLOCK_CHARS`, its finished lines become a block that is never wrapped or drawn again, so each new
+    piece costs the width of the tail, not of the whole reply (a 10,000-character reply re-wrapped per
+    token starved the UI: `bench/chat_service.py`)."""
+
+    BLOCK_CHARS = 800
 
     def __init__(self, model: str, text: str = "", stats: str = "") -> None:
         super().__init__(classes="chat-reply")
         self.border_title = model
         self.text = text
         self.stats = stats
+        self._frozen = ""  # the start of `text` drawn in finished blocks (up to a newline)
+        self._tail = Static(classes="chat-reply-part")
+
+    def compose(self) -> ComposeResult:
+        yield self._tail
 
     def on_mount(self) -> None:
         self._draw()
@@ -49,7 +62,20 @@ class ReplyMessage(Static):
         self._draw()
 
     def _draw(self) -> None:
-        self.update(Text(self.text or "…"))
+        text = self.text
+        if not text.startswith(self._frozen):  # replaced, not grown: draw it afresh
+            self.query(".chat-reply-block").remove()
+            self._frozen = ""
+        tail = text[len(self._frozen) :]
+        if len(tail) > self.BLOCK_CHARS and (cut := tail.rfind("\n")) > 0:
+            self.mount(
+                Static(Text(tail[:cut]), classes="chat-reply-part chat-reply-block"), before=self._tail
+            )
+            self._frozen += tail[: cut + 1]
+            tail = tail[cut + 1 :]
+        tail = tail.rstrip("\n")  # a reply's closing newline is no blank line in its box
+        self._tail.display = bool(tail) or not self._frozen
+        self._tail.update(Text(tail or "…"))
         self.border_subtitle = self.stats
         self.set_class(self.stats.startswith("failed"), "-failed")
 
@@ -81,4 +107,4 @@ class ChatColumn(VerticalScroll):
         self.remove_children()
 
     def replies(self) -> list[ReplyMessage]:
-        return list(self.query(ReplyMessage))
+        return [child for child in self.children if isinstance(child, ReplyMessage)]
