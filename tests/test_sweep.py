@@ -97,7 +97,7 @@ def test_grid_of_four_ranks_runs_keeps_going_past_a_failing_one_and_saves_the_be
     assert str(best) == doc["best_recipe"] and best.is_file()
     from tui_ft.recipe import load_recipe
 
-    loaded = load_recipe("sft-lora-best", [], cache_dir=demo_ws.cache)
+    loaded = load_recipe(best, [], cache_dir=demo_ws.cache)  # (the CLI finds it by name: sft-lora-best)
     assert loaded.recipe.adapter.r == int(doc["best"]["params"]["adapter.r"])
     shown = run_tui_ft(cli_env, "sweeps", doc["id"])
     assert shown.returncode == 0 and "rank" in shown.stdout and doc["best"]["run_id"] in shown.stdout

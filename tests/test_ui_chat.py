@@ -54,7 +54,17 @@ async def send(pilot, text: str) -> None:
     await pilot.press("enter")
 
 
-async def test_reply_streams_into_the_last_message(demo_ws, shared_client):
+async def test_reply_streams_into_the_last_message(demo_ws, shared_client, monkeypatch):
+    from tui_ft.ui.widgets.chat_log import ReplyMessage
+
+    drawn: list[tuple[str, bool]] = []  # every text the reply box showed, and whether it had ended
+    show = ReplyMessage.show
+
+    def record(self, text, stats=None):
+        drawn.append((text, stats is not None))
+        show(self, text, stats)
+
+    monkeypatch.setattr(ReplyMessage, "show", record)
     app = ChatApp(demo_ws, shared_client, ["demo-tiny"])
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
@@ -62,11 +72,11 @@ async def test_reply_streams_into_the_last_message(demo_ws, shared_client):
         assert "demo-tiny" in str(screen.query_one("#chat-model-a").render())
         screen.settings["max_new_tokens"] = 200
         await send(pilot, "What is the capital of Korvath?")
-        await until(pilot, lambda: replies(app) and replies(app)[-1].text and screen.generating, timeout=60)
-        partial = replies(app)[-1].text  # text on screen while the reply still streams
-        await until(pilot, lambda: not screen.generating, timeout=120)
+        await until(pilot, lambda: screen.conversation.turns and not screen.generating, timeout=120)
         reply = screen.conversation.turns[0].replies[0]
-        assert reply.text.startswith(partial) and len(reply.text) > len(partial)
+        partial = [text for text, ended in drawn if not ended and text]
+        assert partial, "nothing was shown before the reply ended"
+        assert partial[0] != reply.text and all(reply.text.startswith(p) for p in partial)
         assert reply.new_tokens == 200 and not reply.stopped
         box = replies(app)[-1]
         assert box.text == reply.text and "200 tokens" in box.stats and "tok/s" in box.stats
