@@ -32,8 +32,8 @@ def _tmux_installed() -> None:
         pytest.skip("tmux is not installed (scripts/setup installs it when run as root)")
 
 
-# A tmux server of this test run's own (no ~/.tmux.conf, no sessions or options of anyone else's
-# server on the same machine: another test run's server once drew these sessions at 80x24).
+# A tmux server of this test run's own: no ~/.tmux.conf, and no sessions or options of another test
+# run's server on the same machine.
 TMUX = ["tmux", "-L", f"tui-ft-e2e-{os.getpid()}", "-f", os.devnull]
 
 
@@ -79,7 +79,9 @@ def _type_path(session: str, path: str, attempts: int = 3) -> None:
 def _start(cli_env: dict[str, str], *args: str) -> str:
     """`tui-ft ARGS` in a new detached 100x30 tmux session; the session's name."""
     session = f"tui-ft-e2e-{uuid.uuid4().hex[:8]}"
-    command = " ".join([*tui_ft_command(), *args])
+    # COLUMNS / LINES (this test process has them, 80 and 24, and tmux hands its environment on) would
+    # override the terminal's real size for the app
+    command = " ".join(["env", "-u", "COLUMNS", "-u", "LINES", *tui_ft_command(), *args])
     keys = ("TUI_FT_HOME", "HF_HUB_OFFLINE", "PATH", "PYTHONPATH")
     env_args = [arg for key in keys if key in cli_env for arg in ("-e", f"{key}={cli_env[key]}")]
     _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", *env_args, command)
@@ -149,8 +151,7 @@ def test_chat_replies_and_escape_stops_a_long_reply(cli_env, demo_ws):
         _wait_for(session, "Chat settings")
         for _ in range(4):  # system prompt -> temperature -> top_p -> top_k -> max_new_tokens
             _tmux("send-keys", "-t", session, "Tab")
-        _tmux("send-keys", "-t", session, "End")
-        _tmux("send-keys", "-t", session, "C-u")  # clear the field (delete to its start)
+        _tmux("send-keys", "-t", session, *["BSpace"] * 6)  # clear the field
         _tmux("send-keys", "-t", session, "-l", "2000")
         _wait_for(session, "2000")
         _tmux("send-keys", "-t", session, "Enter")  # applies
