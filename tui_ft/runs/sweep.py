@@ -12,6 +12,7 @@ resuming continues it: the interrupted child from its checkpoint, then the trial
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -128,10 +129,16 @@ class SweepDir:
     log_file = property(lambda self: self.path / "output.log")
 
     def load(self) -> Sweep:
+        """The sweep as its file says; `interrupted` when it says running but its driver is gone."""
+        from tui_ft.runs.registry import pid_alive
+
         try:
-            return Sweep.from_json(json.loads(self.file.read_text()))
+            sweep = Sweep.from_json(json.loads(self.file.read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise UserError(f"cannot read the sweep ({exc})", path=self.file) from None
+        if sweep.state == "running" and sweep.pid is not None and not pid_alive(sweep.pid):
+            sweep.state = "interrupted"  # `tui-ft resume SWEEP` continues it
+        return sweep
 
     def save(self, sweep: Sweep) -> None:
         write_json_atomic(self.file, sweep.to_json())
@@ -296,7 +303,7 @@ def _run_child(
     from tui_ft.recipe import load_recipe
     from tui_ft.runs.launcher import resume_run, spawn_runner
     from tui_ft.runs.prepare import create_run
-    from tui_ft.runs.registry import request_stop, wait_until_final
+    from tui_ft.runs.registry import wait_until_final
 
     if resume and trial.run_id:
         run = RunDir(ws.runs / trial.run_id)
@@ -318,11 +325,11 @@ def _run_child(
             trial.value = value
             if on_value is not None and not pruned and on_value(step, value):
                 pruned = True
-                request_stop(run)
+                _stop_quietly(run)
                 report(sweep, trial, f"pruned at step {step}")
         if folder.stop_file.exists() and not stopped:
             stopped = True
-            request_stop(run)
+            _stop_quietly(run)  # (`tui-ft stop SWEEP` may have stopped it already)
         if status is not None and status.is_final:
             break
         time.sleep(POLL_S)
@@ -462,17 +469,23 @@ def save_best_recipe(ws: Workspace, sweep: Sweep) -> Path:
     return path
 
 
-def stop_sweep(folder: SweepDir) -> Sweep:
-    """Ask the sweep to stop: its driver stops the running child and ends."""
+def _stop_quietly(run: RunDir) -> None:
+    """Ask a trial's run to stop gracefully; one that has already ended needs nothing."""
     from tui_ft.runs.registry import request_stop
 
+    with contextlib.suppress(UserError):  # already stopped, completed or failed
+        request_stop(run)
+
+
+def stop_sweep(folder: SweepDir) -> Sweep:
+    """Ask the sweep to stop: its driver stops the running child and ends."""
     sweep = folder.load()
     folder.stop_file.write_text("graceful\n")
     for trial in sweep.trials:
         if trial.state == "running" and trial.run_id:
             run = RunDir(folder.path.parent.parent / "runs" / trial.run_id)
             if run.status_file.exists():
-                request_stop(run)
+                _stop_quietly(run)
     return sweep
 
 
