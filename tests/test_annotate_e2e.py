@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from tests.conftest import tui_ft_command
-from tests.test_e2e_tmux import _alive, _tmux, _wait_for
+from tests.test_e2e_tmux import TMUX, _alive, _tmux, _wait_for
 from tui_ft.prefs.store import PreferenceStore
 
 pytestmark = [
@@ -71,7 +71,7 @@ def test_annotate_in_a_terminal_writes_one_line_per_key(cli_env, demo_ws):
             time.sleep(0.2)
         assert not _alive(session), "tui-ft did not exit on q"
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", session], capture_output=True)
     contents = PreferenceStore(store).read()
     assert [d.label for d in contents.decisions] == ["A", "B", "tie", "both_bad"] and contents.retracted == 1
 
@@ -88,7 +88,7 @@ def test_kill_9_while_deciding_loses_nothing_and_the_restart_continues(cli_env, 
         _tmux("send-keys", "-t", session, "1")  # one more key, and the kill right behind it
         os.kill(pid, signal.SIGKILL)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", session], capture_output=True)
     made = PreferenceStore(store).read()  # 7 or 8: every decision shown as made is on disk
     assert len(made.decisions) in (7, 8) and made.torn_lines in ([], [len(made.decisions) + 1])
     session = _start(cli_env, demo_ws, name)
@@ -98,7 +98,7 @@ def test_kill_9_while_deciding_loses_nothing_and_the_restart_continues(cli_env, 
         _press(session, "t", store, _lines(store) + 1)
         _wait_for(session, f"pair {len(made.decisions) + 2} of 400")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", session], capture_output=True)
     after = PreferenceStore(store).read()
     assert [d.id for d in after.decisions[:-1]] == [d.id for d in made.decisions]
     assert after.decisions[-1].label == "tie"
