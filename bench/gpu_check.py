@@ -159,7 +159,7 @@ def main() -> int:
     )
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ["TUI_FT_SYSTEM_INTERVAL"] = "1"  # NVML samples every second in the run's events
+    os.environ.setdefault("TUI_FT_SYSTEM_INTERVAL", "1")  # NVML samples every second in the run's events
     from tui_ft.demo import build_demo
     from tui_ft.workspace import Workspace
 

@@ -4,6 +4,7 @@ self-test runs the same code (model build, LoRA SFT and DPO through the engine, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ def test_cpu_self_test_trains_both_and_reports_peak_and_estimate(tmp_path):
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, "TUI_FT_SYSTEM_INTERVAL": "0.1"},  # a two-step training lasts about a second
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     figures = json.loads((tmp_path / "gpu_check.json").read_text())["trainings"]

@@ -27,11 +27,14 @@ class SnapshotApp(TuiFtApp):
 
 @pytest.fixture
 def snapshot_ws(demo_ws, home) -> Workspace:
-    """The session's demo workspace, reached from the test's home folder (a link: the demo is built once)."""
+    """A workspace in the test's home folder with the session demo's models and data (links: the demo is
+    built once) and nothing else: the annotation sessions, chats and runs other tests leave in the demo
+    workspace never reach a snapshot."""
     root = workspace_in(home)
-    root.parent.mkdir(parents=True)
-    root.symlink_to(demo_ws.root)
-    return Workspace(root)
+    root.mkdir(parents=True)
+    for part in ("models", "data"):
+        (root / part).symlink_to(demo_ws.root / part)
+    return Workspace(root).ensure()
 
 
 async def _settle(pilot) -> None:
