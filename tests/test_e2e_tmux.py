@@ -131,6 +131,31 @@ def test_demo_opens_the_ui_and_browses_the_sample_chat(cli_env, demo_ws):
         subprocess.run([*TMUX, "kill-session", "-t", session], capture_output=True)
 
 
+def _set_max_new_tokens(session: str, value: str, attempts: int = 3) -> None:
+    """ctrl+t, then Tab to max_new_tokens and type, as a person does: one key at a time, looking that
+    the value landed in that field (keys sent in one batch with a focus move can reach the field before
+    it), else Escape and again."""
+    for _ in range(attempts):
+        _tmux("send-keys", "-t", session, "C-t")  # the settings: system prompt, then the numbers
+        _wait_for(session, "Chat settings")
+        for _ in range(4):  # system prompt -> temperature -> top_p -> top_k -> max_new_tokens
+            _tmux("send-keys", "-t", session, "Tab")
+            time.sleep(0.3)
+        for _ in range(6):  # clear the field
+            _tmux("send-keys", "-t", session, "BSpace")
+        time.sleep(0.3)
+        _tmux("send-keys", "-t", session, "-l", value)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = next((x for x in _screen(session).splitlines() if "max_new_tokens" in x), "")
+            if value in line:
+                return
+            time.sleep(0.2)
+        _tmux("send-keys", "-t", session, "Escape")  # the dialog closes unchanged; try again
+        _wait_until(session, lambda s: "Chat settings" not in s, "closing the settings")
+    raise AssertionError(f"max_new_tokens never took {value}; the screen shows:\n{_screen(session)}")
+
+
 def test_chat_replies_and_escape_stops_a_long_reply(cli_env, demo_ws):
     """`tui-ft chat demo-tiny`: the model line says it loaded; a prompt gets a streamed reply with its
     token count; with max_new_tokens raised to 2000 in the settings, Escape stops the next reply."""
@@ -147,13 +172,7 @@ def test_chat_replies_and_escape_stops_a_long_reply(cli_env, demo_ws):
         assert " tokens · " in stats and "stopped" not in stats
         assert "╰" in stats  # on the reply box's lower edge
 
-        _tmux("send-keys", "-t", session, "C-t")  # the settings: system prompt, then the numbers
-        _wait_for(session, "Chat settings")
-        for _ in range(4):  # system prompt -> temperature -> top_p -> top_k -> max_new_tokens
-            _tmux("send-keys", "-t", session, "Tab")
-        _tmux("send-keys", "-t", session, *["BSpace"] * 6)  # clear the field
-        _tmux("send-keys", "-t", session, "-l", "2000")
-        _wait_for(session, "2000")
+        _set_max_new_tokens(session, "2000")
         _tmux("send-keys", "-t", session, "Enter")  # applies
         _wait_until(session, lambda s: "Chat settings" not in s, "closing the settings")
 
