@@ -28,12 +28,17 @@ class SnapshotApp(TuiFtApp):
 @pytest.fixture
 def snapshot_ws(demo_ws, home) -> Workspace:
     """A workspace in the test's home folder with the session demo's models and data (links: the demo is
-    built once) and nothing else: the annotation sessions, chats and runs other tests leave in the demo
+    built once; the sample files copied) and nothing else: the annotation sessions, chats and runs other tests leave in the demo
     workspace never reach a snapshot."""
+    import shutil
+
+    from tui_ft.demo import GENERAL_TEXT_FILE, SAMPLE_FILES
+
     root = workspace_in(home)
-    root.mkdir(parents=True)
-    for part in ("models", "data"):
-        (root / part).symlink_to(demo_ws.root / part)
+    (root / "data").mkdir(parents=True)
+    (root / "models").symlink_to(demo_ws.models)
+    for name in [*SAMPLE_FILES.values(), GENERAL_TEXT_FILE]:  # the samples alone: other tests add files
+        shutil.copyfile(demo_ws.data / name, root / "data" / name)
     return Workspace(root).ensure()
 
 
