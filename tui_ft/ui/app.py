@@ -7,6 +7,7 @@ tokenizer), never here.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +161,15 @@ class TuiFtApp(App[int]):
 
     def on_mount(self) -> None:
         self._poll_gpu()
+        self.call_after_refresh(self.freeze_heap)
+
+    def freeze_heap(self) -> None:
+        """Move everything alive now out of the collector's sight. What the app holds from its start
+        (Textual, the screens, Rich, and whatever a library imported) is long-lived; a full collection
+        that walks it all stalls the event loop for 100-300 ms while a reply streams (the frames' garbage
+        triggers one every few seconds), and a key typed then waits for it (`bench/chat_service.py`).
+        Called once the first screen is drawn and again when a screen is first built."""
+        gc.freeze()
 
     # --- GPU summary (poll without overlap: the next sample is scheduled when the last one ended) ----
 

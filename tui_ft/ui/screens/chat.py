@@ -52,7 +52,7 @@ from tui_ft.ui.widgets.export_dialog import ExportDialog, ExportRequest, run_exp
 from tui_ft.workspace import Workspace
 
 SIDES = ("a", "b")
-REPLY_DRAW_S = 0.1  # a streaming reply is drawn at most this often (bench/chat_service.py)
+REPLY_DRAW_S = 0.15  # a streaming reply is drawn at most this often (bench/chat_service.py)
 COMPARE_STORE = "chat-compare"  # annotations/chat-compare.jsonl
 DECISION_LABELS = {"1": "A", "2": "B", "t": "tie", "x": "both_bad"}
 # --- the screen -------------------------------------------------------------------------------------

@@ -81,26 +81,32 @@ class ReplyMessage(Vertical):
 
 
 class ChatColumn(VerticalScroll):
-    """One model's side of the conversation."""
+    """One model's side of the conversation. It is anchored (Textual's rule, Elia's too): it stays at
+    the bottom as a reply grows, in the same layout pass (no frame drawn before the scroll), until the
+    reader scrolls up; scrolling back to the bottom anchors it again."""
 
     def __init__(self, *, id: str) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id, classes="chat-column")
         self.can_focus = False
+
+    def on_mount(self) -> None:
+        self.anchor()
 
     @property
     def at_bottom(self) -> bool:
         return self.scroll_y >= self.max_scroll_y - 1
 
     def follow(self, was_at_bottom: bool) -> None:
-        if was_at_bottom:
-            self.call_after_refresh(self.scroll_end, animate=False)
+        """Keep to the bottom if the reader was there. The anchor does it while it holds; this restores
+        it when the reader had scrolled away and back without the scroll bar noticing."""
+        if was_at_bottom and not self.at_bottom:
+            self.scroll_end(animate=False)
 
     def add_turn(self, user: str, model: str, reply: Reply | None = None) -> ReplyMessage:
-        was = self.at_bottom
         box = ReplyMessage(model, reply.text if reply else "", reply_stats(reply) if reply else "")
         self.mount(UserMessage(user))
         self.mount(box)
-        self.follow(was or True)
+        self.scroll_end(animate=False)  # a new turn is read from its start: anchored again
         return box
 
     def clear(self) -> None:
