@@ -11,7 +11,6 @@ when the UI ends (or dies).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -239,9 +238,6 @@ def _release_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
-SERVICE_NICENESS = 10
-
-
 def serve(requests: IO[bytes], out: IO[bytes], ws: Workspace) -> None:
     """Answer requests from `requests` until it closes."""
     service = Service(Channel(out), ws)
@@ -270,12 +266,6 @@ def main() -> int:
     from tui_ft.library_noise import quiet_library_noise
 
     quiet_library_noise()
-    # Generation is background work for a screen a person is typing into: on a machine whose cores it
-    # fills (a CPU build's torch threads spin on every core), the UI must still get a core the moment a key
-    # comes (`bench/chat_service.py`: p99 key latency 366 ms at the default priority on 2 cores). A lower
-    # priority costs nothing when the cores are otherwise idle, and a GPU's kernels do not see it.
-    with contextlib.suppress(OSError):
-        os.nice(SERVICE_NICENESS)
     print(f"tui-ft generation service pid {os.getpid()} started {time.ctime()}", file=sys.stderr, flush=True)
     serve(sys.stdin.buffer, protocol_out, Workspace.default())
     return 0
