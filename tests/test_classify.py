@@ -287,3 +287,44 @@ def test_unseen_eval_label_exits_2_before_a_model_loads(cli_env, demo_ws, tmp_pa
     assert f"{evald}:2" in proc.stderr
     assert "label" in proc.stderr and "'sarcastic'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- `tui-ft eval` on a classifier ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_eval_of_a_classifier_agrees_with_its_last_evaluation(demo_ws, cli_env):
+    """`tui-ft eval RUN` without data predicts the rows the run held out (the same split, from the run's
+    seed) with the saved model: the same accuracy, macro figures and confusion matrix as the trainer's
+    evaluation at the end, and a table with a row per class and the matrix."""
+    run, _ = frozen_run(demo_ws)
+    last = events_of(run, "eval")[-1]
+    proc = run_tui_ft(cli_env, "eval", run.id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["kind"] == "classification" and doc["examples"] == 60
+    (row,) = doc["rows"]
+    assert row["accuracy"] == pytest.approx(last["eval_accuracy"])
+    assert row["f1_macro"] == pytest.approx(last["eval_f1_macro"])
+    assert row["loss"] == pytest.approx(last["eval_loss"], rel=1e-3)
+    assert doc["confusion"] == {"labels": list(SAMPLE_CLASSES), "matrix": last["eval_confusion_matrix"]}
+    assert row["per_class"]["neutral"]["f1"] == pytest.approx(last["eval_f1/neutral"])
+    assert sum(c["support"] for c in row["per_class"].values()) == 60
+
+    shown = run_tui_ft(cli_env, "runs", run.id)  # the stored result, as `tui-ft runs RUN` shows it
+    assert shown.returncode == 0, shown.stderr
+    for text in ("model / class", "  neutral", "confusion matrix (rows: true class"):
+        assert text in shown.stdout, shown.stdout
+
+
+@pytest.mark.slow
+def test_eval_of_a_classifier_rejects_unseen_labels_and_generation_options(demo_ws, cli_env, tmp_path):
+    run, _ = frozen_run(demo_ws)
+    data = tmp_path / "eval.jsonl"
+    data.write_text('{"text": "fine", "label": "positive"}\n{"text": "meh", "label": "sarcastic"}\n')
+    proc = run_tui_ft(cli_env, "eval", run.id, "--data", str(data))
+    assert proc.returncode == 2, proc.stderr
+    assert "eval.jsonl:2" in proc.stderr and "sarcastic" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_tui_ft(cli_env, "eval", run.id, "--shots", "2")
+    assert proc.returncode == 2 and "--shots" in proc.stderr and "classifier" in proc.stderr

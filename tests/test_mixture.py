@@ -62,3 +62,24 @@ def test_bad_mixtures_exit_2_naming_the_field(cli_env, demo_ws, tmp_path, data, 
     proc = run_tui_ft(cli_env, "train", _recipe_with(tmp_path, data), "--set", "training.max_steps=1")
     assert proc.returncode == 2, proc.stderr
     assert text in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_eval_of_a_mixture_run_has_a_row_per_model_and_task(demo_ws, cli_env):
+    """`tui-ft eval RUN` without data evaluates each task's held-out rows (each task's own split, from the
+    run's seed), for the tuned model and its base: a row per model and task."""
+    run, _ = train_recipe(demo_ws, "sft-mixture", "training.max_steps=4", "training.eval_strategy=no")
+    proc = run_tui_ft(cli_env, "eval", run.id, "--limit", "4", "--max-new-tokens", "4", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc["tasks"]) == {"chat", "qa"}
+    assert [(r["label"], r.get("task")) for r in doc["rows"]] == [
+        ("tuned", "chat"),
+        ("tuned", "qa"),
+        ("base", "chat"),
+        ("base", "qa"),
+    ]
+    assert all(r["loss"] > 0 and r["tokens"] > 0 for r in doc["rows"])
+    assert doc["examples"] == 8 and doc["generated"] == 8
+    shown = run_tui_ft(cli_env, "runs", run.id)
+    assert "· chat" in shown.stdout and "base (demo-tiny) · qa" in shown.stdout

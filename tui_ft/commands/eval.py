@@ -106,5 +106,5 @@ def print_eval(doc: dict, *, title: str | None = None) -> None:
         table.add_row(*row)
     console.print(table_doc.caption, highlight=False, markup=False)
     console.print(table)
-    if table_doc.forgetting:
-        console.print(table_doc.forgetting, highlight=False, markup=False)
+    if table_doc.footer:
+        console.print(table_doc.footer, highlight=False, markup=False)

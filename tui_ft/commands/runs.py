@@ -170,8 +170,8 @@ def _print_eval(console, doc: dict | None, run_id: str) -> None:
     for row in shown.rows:
         table.add_row(*row)
     console.print(table)
-    if shown.forgetting:
-        console.print(shown.forgetting, highlight=False, markup=False, soft_wrap=True)
+    if shown.footer:
+        console.print(shown.footer, highlight=False, markup=False, soft_wrap=True)
 
 
 def cmd_logs(args, ws: Workspace) -> int:

@@ -75,7 +75,7 @@ class EvalTable:
 
     columns: tuple[str, ...]
     rows: list[tuple[str, ...]]
-    forgetting: str | None  # one line: base vs tuned on general text
+    footer: str | None  # lines under the table: the forgetting check, or a classifier's confusion matrix
     caption: str  # what was evaluated
 
 
@@ -91,8 +91,71 @@ def _change(value: Any) -> str:
     return f"{value:+.1%}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
+CLASSIFIER_COLUMNS = ("model / class", "loss", "accuracy", "precision", "recall", "F1", "rows")
+
+
+def classifier_table(doc: dict[str, Any]) -> EvalTable:
+    """A classifier's evaluation: the macro figures per model, a row per class, the confusion matrix."""
+    rows: list[tuple[str, ...]] = []
+    for row in doc.get("rows") or []:
+        if not isinstance(row, dict):
+            continue
+        label, model = str(row.get("label") or "?"), str(row.get("model") or "")
+        per_class: dict[str, Any] = row["per_class"] if isinstance(row.get("per_class"), dict) else {}
+        support = sum(int(c.get("support") or 0) for c in per_class.values() if isinstance(c, dict))
+        rows.append(
+            (
+                f"{label} ({model}), macro" if model else f"{label}, macro",
+                _number(row.get("loss")),
+                _share(row.get("accuracy")),
+                _number(row.get("precision_macro")),
+                _number(row.get("recall_macro")),
+                _number(row.get("f1_macro")),
+                str(support) if per_class else "-",
+            )
+        )
+        for name, figures in per_class.items():
+            if isinstance(figures, dict):
+                rows.append(
+                    (
+                        f"  {name}",
+                        "",
+                        "",
+                        _number(figures.get("precision")),
+                        _number(figures.get("recall")),
+                        _number(figures.get("f1")),
+                        str(figures.get("support", "-")),
+                    )
+                )
+    confusion: dict[str, Any] = doc["confusion"] if isinstance(doc.get("confusion"), dict) else {}
+    matrix_text = confusion_text(confusion.get("labels") or [], confusion.get("matrix") or [])
+    data = Path(str(doc.get("data"))).name if doc.get("data") else "-"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(doc["created"])) if doc.get("created") else "?"
+    caption = f"{data}: {doc.get('examples', 0)} rows classified · {when}"
+    return EvalTable(CLASSIFIER_COLUMNS, rows, matrix_text, caption)
+
+
+def confusion_text(labels: list[Any], matrix: list[Any]) -> str | None:
+    """The confusion matrix as aligned text: a row per true class, a column per predicted one."""
+    if not labels or len(matrix) != len(labels):
+        return None
+    names = [str(n) for n in labels]
+    width = max(len(n) for n in names)
+    cells = [max(len(n), *(len(str(row[i])) for row in matrix if i < len(row))) for i, n in enumerate(names)]
+    lines = ["confusion matrix (rows: true class, columns: predicted)"]
+    lines.append(" " * width + "  " + "  ".join(n.rjust(c) for n, c in zip(names, cells, strict=True)))
+    for name, row in zip(names, matrix, strict=True):
+        values = [str(v) for v in row] + [""] * (len(names) - len(row))
+        lines.append(
+            name.ljust(width) + "  " + "  ".join(v.rjust(c) for v, c in zip(values, cells, strict=True))
+        )
+    return "\n".join(lines)
+
+
 def eval_table(doc: dict[str, Any]) -> EvalTable:
     """The table of one result document (unknown keys ignored, missing figures shown as -)."""
+    if doc.get("kind") == "classification":
+        return classifier_table(doc)
     custom = [m for m in doc.get("metrics") or [] if m not in ("exact", "contains", "rouge_l")]
     columns = (*COLUMNS, *custom)
     rows = []
@@ -102,9 +165,12 @@ def eval_table(doc: dict[str, Any]) -> EvalTable:
         values: dict[str, Any] = row["custom"] if isinstance(row.get("custom"), dict) else {}
         label = str(row.get("label") or "?")
         model = str(row.get("model") or "")
+        name = f"{label} ({model})" if model and label != model else label
+        if row.get("task"):
+            name += f" · {row['task']}"
         rows.append(
             (
-                f"{label} ({model})" if model and label != model else label,
+                name,
                 _number(row.get("loss")),
                 _number(row.get("perplexity")),
                 _share(row.get("exact")),
@@ -123,7 +189,10 @@ def eval_table(doc: dict[str, Any]) -> EvalTable:
             f"ppl {_number(base.get('perplexity'))} -> {_number(tuned.get('perplexity'))} "
             f"({_change(f.get('perplexity_change'))})"
         )
+    tasks = doc.get("tasks") if isinstance(doc.get("tasks"), dict) else {}
     data = Path(str(doc.get("data"))).name if doc.get("data") else "-"
+    if tasks:
+        data = "held-out data of " + ", ".join(str(t) for t in tasks)
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(doc["created"])) if doc.get("created") else "?"
     caption = (
         f"{data}: {doc.get('examples', 0)} rows, {doc.get('generated', 0)} generated"
@@ -136,7 +205,12 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
     """The few figures an `eval` event carries: each row's loss and scores, and the forgetting change."""
     keys = ("loss", "perplexity", "exact", "contains", "rouge_l", "custom")
     rows = [
-        {"label": r.get("label"), "model": r.get("model"), **{k: r.get(k) for k in keys if k in r}}
+        {
+            "label": r.get("label"),
+            "model": r.get("model"),
+            **({"task": r["task"]} if r.get("task") else {}),
+            **{k: r.get(k) for k in keys if k in r},
+        }
         for r in doc.get("rows") or []
         if isinstance(r, dict)
     ]

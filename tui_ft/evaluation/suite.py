@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_ft.errors import NotFoundError, UserError
-from tui_ft.evaluation.examples import EvalData, Example, read_eval_data
+from tui_ft.evaluation.examples import EvalData, Example, example_from_row, read_eval_data
 from tui_ft.evaluation.metrics import BUILTIN_METRICS, UserMetric, builtin_scores, check_metric, load_metric
 from tui_ft.modelref import ModelRef, resolve_model
 from tui_ft.workspace import Workspace
@@ -58,6 +58,9 @@ class RunContext:
     max_length: int | None = 1024
     train_data: str | None = None
     base: str | None = None
+    method: str | None = None
+    seed: int = 42
+    data_section: dict[str, Any] = field(default_factory=dict)  # the run's recipe `data:` as written
 
 
 def run_context(resolved: ModelRef, ws: Workspace) -> RunContext:
@@ -80,6 +83,10 @@ def run_context(resolved: ModelRef, ws: Workspace) -> RunContext:
     if "max_length" in data:
         ctx.max_length = data["max_length"]
     ctx.train_data = data.get("train")
+    ctx.method = recipe.get("method")
+    ctx.data_section = data if isinstance(data, dict) else {}
+    seed = (recipe.get("training") or {}).get("seed", 42)
+    ctx.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 42
     try:
         meta = json.loads((run_dir / "final" / "tui-ft.json").read_text())
     except (OSError, ValueError):
@@ -96,6 +103,47 @@ def general_text_path(ws: Workspace) -> Path:
     return copy if copy.is_file() else SAMPLES_DIR / GENERAL_TEXT_FILE
 
 
+#: Methods whose data an evaluation reads as it is (chats, prompt/completion, text).
+HELD_OUT_METHODS = ("sft",)
+
+
+def held_out_sets(ctx: RunContext, ws: Workspace, limit: int | None) -> dict[str, EvalData]:
+    """A run's own held-out data, as its training held it out: `data.eval`, or the `data.eval_split` of
+    `data.train` (the same rows: the split is drawn with the run's seed, as the runner draws it), or each
+    `data.mixture` task's `eval`/`eval_split`. Keys: the task names ("" for a run of one dataset); empty
+    when the run held nothing out or its method's data has no reference answers."""
+    from tui_ft.data.training import load_for_training
+
+    if ctx.run_id is None or ctx.method not in HELD_OUT_METHODS:
+        return {}
+    section = ctx.data_section
+    mixture = section.get("mixture")
+    tasks: list[tuple[str, dict[str, Any], str]] = []  # (name, where its rows are, the recipe key)
+    if isinstance(mixture, list):
+        for i, task in enumerate(mixture):
+            if isinstance(task, dict) and task.get("train"):
+                tasks.append((str(task.get("name") or f"task{i}"), task, f"data.mixture[{i}]"))
+    elif section.get("train"):
+        tasks.append(("", section, "data"))
+    sets: dict[str, EvalData] = {}
+    for name, spec, key in tasks:
+        if spec.get("eval"):
+            sets[name] = read_eval_data(str(spec["eval"]), base_dir=ws.data, limit=limit, field=f"{key}.eval")
+            continue
+        split = spec.get("eval_split") or 0
+        if not isinstance(split, (int, float)) or not 0 < split < 1:
+            continue
+        loaded = load_for_training(str(spec["train"]), method="sft", base_dir=ws.data)
+        rows = loaded.dataset.train_test_split(test_size=split, seed=ctx.seed)["test"]
+        count = len(rows) if limit is None else min(limit, len(rows))
+        sets[name] = EvalData(
+            f"{loaded.source} (the run's held-out {split:g})",
+            loaded.format.value,
+            [example_from_row(dict(rows[i])) for i in range(count)],
+        )
+    return sets
+
+
 @dataclass
 class Plan:
     """An evaluation checked and ready to load models."""
@@ -108,6 +156,14 @@ class Plan:
     forgetting: EvalData | None
     metrics: list[UserMetric]
     shots: list[dict[str, str]]
+    tasks: dict[str, EvalData] = field(default_factory=dict)  # a mixture run's held-out data per task
+
+    @property
+    def sets(self) -> list[tuple[str, EvalData]]:
+        """What the models are evaluated on: ("", the data) or each task's held-out data."""
+        if self.tasks:
+            return list(self.tasks.items())
+        return [("", self.data)] if self.data is not None else []
 
 
 def _resolve(ref: str, ws: Workspace, field_name: str) -> ModelRef:
@@ -155,11 +211,19 @@ def plan(request: EvalRequest, ws: Workspace) -> Plan:
         data = read_eval_data(
             request.data, base_dir=base_dir or ws.data, limit=request.limit, field=request.field_name("data")
         )
+    tasks: dict[str, EvalData] = {}
+    if data is None and request.forgetting is None:
+        held = held_out_sets(ctx, ws, request.limit)
+        if list(held) == [""]:
+            data = held[""]
+        else:
+            tasks = held
     metrics = [load_metric(m, base_dir, field=request.field_name("metrics")) for m in request.metrics]
     if metrics:
-        first = next((e for e in data.examples if e.reference is not None), None) if data else None
+        examples = [e for d in ([data] if data else list(tasks.values())) for e in d.examples]
+        first = next((e for e in examples if e.reference is not None), None)
         if first is None or first.reference is None:
-            what = f"{data.format} data" if data else "no --data"
+            what = f"{data.format} data" if data else ("the held-out data" if tasks else "no --data")
             raise UserError(
                 f"{what} has no reference answers for the metric functions to compare with",
                 field=request.field_name("data"),
@@ -181,14 +245,14 @@ def plan(request: EvalRequest, ws: Workspace) -> Plan:
         )
     shots: list[dict[str, str]] = []
     if request.shots:
-        shots = _few_shot(request, ctx, base, data, ws)
-    if data is None and forgetting is None:
+        shots = _few_shot(request, ctx, base, data or next(iter(tasks.values()), None), ws)
+    if data is None and forgetting is None and not tasks:
         raise UserError(
-            "nothing to evaluate on",
+            "nothing to evaluate on" + (": the run held no data out" if ctx.run_id else ""),
             field=request.field_name("data"),
             hint="give --data FILE or --forgetting",
         )
-    return Plan(request, tuned, base, ctx, data, forgetting, metrics, shots)
+    return Plan(request, tuned, base, ctx, data, forgetting, metrics, shots, tasks)
 
 
 def _few_shot(
@@ -212,7 +276,7 @@ def _few_shot(
     source = request.shots_data or ctx.train_data
     if not source:
         raise UserError(
-            "the few-shot examples come from the training data, and this model is not a run",
+            "the few-shot examples come from the training data, and this model is not a run of one training file",
             field=name,
             hint="name a file to draw them from with --shots-data FILE",
         )
@@ -238,8 +302,9 @@ def with_shots(prompt: list[dict[str, Any]] | str, shots: list[dict[str, str]]) 
 # running it
 
 
-def _row(label: str, model: str) -> dict[str, Any]:
-    return {"label": label, "model": model}
+def _row(label: str, model: str, task: str) -> dict[str, Any]:
+    """A row of the table: a model (tuned, base, few-shot base), on one task of a mixture or on all."""
+    return {"label": label, "model": model, **({"task": task} if task else {})}
 
 
 def _free(loaded) -> None:
@@ -257,9 +322,31 @@ def _free(loaded) -> None:
 def evaluate(
     request: EvalRequest, ws: Workspace, *, report: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
-    """Run the evaluation; the result document (see docs/eval.md)."""
+    """Run the evaluation; the result document (see docs/eval.md). A classifier (a `classify` run) is
+    evaluated by its predictions (`evaluation.classifier`), a generating model by `plan` and `run_plan`."""
+    tuned = _resolve(request.model, ws, request.field_name("model"))
+    if is_classifier(tuned, ws):
+        from tui_ft.evaluation.classifier import evaluate_classifier
+
+        say = report or (lambda text: None)
+        return evaluate_classifier(request, tuned, run_context(tuned, ws), ws, say)
     checked = plan(request, ws)
     return run_plan(checked, ws, report=report)
+
+
+def is_classifier(resolved: ModelRef, ws: Workspace) -> bool:
+    """A sequence classifier with classes (a `classify` run's model), not a reward model's one score."""
+    from tui_ft.reward_checks import is_sequence_classifier
+
+    if not is_sequence_classifier(resolved):
+        return False
+    if resolved.run_id:
+        return run_context(resolved, ws).method == "classify"
+    try:
+        config = json.loads((Path(resolved.path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return int(config.get("num_labels") or len(config.get("id2label") or {})) > 1
 
 
 def run_plan(checked: Plan, ws: Workspace, *, report: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -269,13 +356,14 @@ def run_plan(checked: Plan, ws: Workspace, *, report: Callable[[str], None] | No
     request, ctx = checked.request, checked.context
     started = time.time()
     data, forgetting = checked.data, checked.forgetting
-    generating = [e for e in data.examples if e.reference is not None] if data else []
+    sets = [(task, d, [e for e in d.examples if e.reference is not None]) for task, d in checked.sets]
+    generating = [e for _, _, g in sets for e in g]
     rows: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = [
         {"prompt": e.prompt_text, "reference": e.reference} for e in generating[:SAMPLES_KEPT]
     ]
     forgetting_rows: dict[str, dict[str, Any]] = {}
-    scope_label = None
+    scopes: list[str] = []  # which tokens each set's loss counts (a mixture's tasks may differ)
     device = None
     models = [("tuned", checked.tuned)] + ([("base", checked.base)] if checked.base is not None else [])
     for label, ref in models:
@@ -283,38 +371,53 @@ def run_plan(checked: Plan, ws: Workspace, *, report: Callable[[str], None] | No
         t0 = time.perf_counter()
         loaded = load_for_generation(ref.ref, ws, device=request.device)
         device = loaded.device
-        row = _row(label, ref.ref)
-        if data is not None:
-            loss, scope_label = _loss(loaded, data, ctx, request, say, label)
+        kept = 0  # samples are the first examples over all sets, each reply kept beside its prompt
+        for task, evaluated, gen in sets:
+            name = f"{label} · {task}" if task else label
+            row = _row(label, ref.ref, task)
+            loss, scope_label = _loss(loaded, evaluated, ctx, request, say, name)
+            if scope_label not in scopes:
+                scopes.append(scope_label)
             row.update(loss)
-            if generating:
+            if gen:
                 row.update(
-                    _generation(loaded, generating, checked.metrics, request, say, label, samples, label)
+                    _generation(loaded, gen, checked.metrics, request, say, name, samples[kept:], label)
                 )
+            kept += len(gen)
+            row["seconds"] = round(time.perf_counter() - t0, 3)
+            rows.append(row)
+            t0 = time.perf_counter()
         if forgetting is not None:
             result, _ = _loss(loaded, forgetting, ctx, request, say, f"{label}, general text")
             forgetting_rows[label] = result
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        rows.append(row)
-        if label == "base" and checked.shots and generating:
-            t0 = time.perf_counter()
-            shot = _row(f"base {request.shots}-shot", ref.ref)
-            shot.update({"loss": None, "perplexity": None, "tokens": None})
-            shot.update(
-                _generation(
-                    loaded,
-                    generating,
-                    checked.metrics,
-                    request,
-                    say,
-                    shot["label"],
-                    samples,
-                    "few_shot",
-                    shots=checked.shots,
+            if not sets:
+                row = _row(label, ref.ref, "")
+                row["seconds"] = round(time.perf_counter() - t0, 3)
+                rows.append(row)
+        if label == "base" and checked.shots:
+            kept = 0
+            for task, _, gen in sets:
+                if not gen:
+                    continue
+                t0 = time.perf_counter()
+                shot = _row(f"base {request.shots}-shot", ref.ref, task)
+                shot.update({"loss": None, "perplexity": None, "tokens": None})
+                shot.update(
+                    _generation(
+                        loaded,
+                        gen,
+                        checked.metrics,
+                        request,
+                        say,
+                        shot["label"] + (f" · {task}" if task else ""),
+                        samples[kept:],
+                        "few_shot",
+                        shots=checked.shots,
+                    )
                 )
-            )
-            shot["seconds"] = round(time.perf_counter() - t0, 3)
-            rows.append(shot)
+                kept += len(gen)
+                shot["seconds"] = round(time.perf_counter() - t0, 3)
+                rows.append(shot)
         _free(loaded)
         del loaded
     doc: dict[str, Any] = {
@@ -326,9 +429,13 @@ def run_plan(checked: Plan, ws: Workspace, *, report: Callable[[str], None] | No
         "base": checked.base.ref if checked.base else None,
         "data": data.path if data else None,
         "format": data.format if data else None,
-        "examples": len(data.examples) if data else 0,
+        "tasks": {
+            task: {"data": d.path, "format": d.format, "examples": len(d.examples)}
+            for task, d in checked.tasks.items()
+        },
+        "examples": sum(len(d.examples) for _, d in checked.sets),
         "generated": len(generating),
-        "loss_on": scope_label,
+        "loss_on": " / ".join(scopes) or None,
         "limit": request.limit,
         "max_new_tokens": request.max_new_tokens,
         "shots": request.shots,

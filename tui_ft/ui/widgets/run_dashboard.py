@@ -637,7 +637,7 @@ class RunDashboard(Vertical):
         for i, row in enumerate(shown.rows):
             table.add_row(*row, key=str(i))
         table.display = True
-        forgetting.update(shown.forgetting or "")
+        forgetting.update(shown.footer or "")
 
     # --- overlay -------------------------------------------------------------------------------------
 
