@@ -132,6 +132,26 @@ def launch_detached(ws, recipe: str, overrides: list[str]) -> str:
     return run.id
 
 
+def evaluate_run(ws, run_id: str, **request) -> None:
+    """`tui-ft eval RUN ...` in this process, its result stored with the run."""
+    from tui_ft.evaluation.store import save_result
+    from tui_ft.evaluation.suite import EvalRequest, evaluate
+
+    doc = evaluate(EvalRequest(model=run_id, limit=40, **request), ws)
+    save_result(ws.runs / run_id, doc)
+
+
+def sweep(ws, recipe: str, grid: list[str], overrides: list[str]) -> list[str]:
+    """`tui-ft sweep RECIPE --grid ...` in this process; the trials' run ids, best first."""
+    from tui_ft.runs.sweep import create_sweep, parse_grid, run_sweep
+
+    folder = create_sweep(
+        ws, recipe, overrides, grid=parse_grid(grid), ranges={}, trials=0, metric="eval_loss", direction=None
+    )
+    done = run_sweep(ws, folder, lambda *a: None)
+    return [t.run_id for t in sorted(done.trials, key=lambda t: (t.value is None, t.value)) if t.run_id]
+
+
 async def shoot_runs(ws, out: Path) -> None:
     """The run list and the dashboard in each state, on real runs of the demo: finished (SFT, DPO),
     failed (the loss watchdog stopping a run whose loss went NaN), running, and crashed (its runner
@@ -170,6 +190,27 @@ async def shoot_runs(ws, out: Path) -> None:
             and snap.status.state == "running"
             and snap.progress.step >= 30
         )
+
+    async def eval_tab(name: str, run_id: str) -> None:
+        from textual.widgets import TabbedContent
+
+        app = TuiFtApp(ws, start_mode="runs", start_run=run_id)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            await _until(pilot, lambda: "checking" not in app.gpu_summary and screen.refreshes)
+            screen.query_one("#dash-tabs", TabbedContent).active = "tab-eval"
+            await pilot.pause(2.5)
+            await _shoot(app, pilot, out, name)
+
+    evaluate_run(ws, sft, data="chat.jsonl", shots=2)
+    await eval_tab("runs-eval", sft)
+    classifier = train_in_process(ws, "classify-lora", [])
+    evaluate_run(ws, classifier)
+    await eval_tab("runs-eval-classifier", classifier)
+
+    trials = sweep(ws, "sft-lora", ["training.learning_rate=1e-3,3e-3,1e-2"], ["training.max_steps=30"])
+    await dashboard("runs-sweep", trials[0], ["w"])
+    await dashboard("runs-sweep-overlay", trials[0], ["w", "o"])
 
     await dashboard("runs-running", running, [], ready=progressed)
     await dashboard("runs-list", None, [])
