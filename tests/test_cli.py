@@ -97,6 +97,13 @@ training:
             ["training.learning_rate=fast"],
             "training.learning_rate: got str 'fast'",
         ),
+        (
+            "demo-tiny",
+            "chat.jsonl",
+            ["training.learning_rate=-1e-4"],
+            "--set training.learning_rate=-1e-4: training.learning_rate: -0.0001 is out of range; "
+            "expected a value > 0",
+        ),
     ],
 )
 def test_train_bad_recipe_exits_2_before_anything_runs(cli_env, demo_ws, tmp_path, model, data, sets, expect):
@@ -184,6 +191,29 @@ def test_generate_unknown_model_exits_2(cli_env):
     proc = tui_ft(cli_env, "generate", "demo-tin", "--prompt", "hi")
     assert_clean_failure(proc)
     assert "did you mean demo-tiny" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["generate", "no-such-model", "--prompt", "hi"], "MODEL"),
+        (["chat", "no-such-model"], "MODEL"),
+        (["chat", "demo-tiny", "--compare", "no-such-model"], "--compare"),
+        (["eval", "no-such-model", "--data", "chat.jsonl"], "MODEL"),
+        (["train", "sft-lora", "--set", "model.name=no-such-model"], "model.name"),
+        (["train", "grpo-lora", "--set", "rewards.models=[no-such-model]"], "rewards.models"),
+    ],
+)
+def test_a_hub_model_offline_fails_at_once_naming_the_argument(cli_env, demo_ws, args, field):
+    """Offline, a model that is neither local nor in the hub cache exits 2 naming the argument (or the
+    recipe field), without the loader's retry loop and before any model loads or run is created."""
+    before = set(demo_ws.runs.iterdir())
+    proc = tui_ft(cli_env | {"HF_HUB_OFFLINE": "1"}, *args)
+    assert_clean_failure(proc)
+    assert f"{field}: 'no-such-model' is not a local folder" in proc.stderr
+    assert "the hub cannot be reached (HF_HUB_OFFLINE is set)" in proc.stderr
+    assert "retry" not in proc.stderr.lower() and proc.stdout == ""
+    assert set(demo_ws.runs.iterdir()) == before
 
 
 @pytest.mark.slow

@@ -58,6 +58,11 @@ def cmd_eval(args, ws: Workspace) -> int:
     if args.shots < 0:
         raise UserError("must be 0 (no few-shot row) or more", field="--shots")
     require_run_status(ws, args.model)
+    from tui_ft.modelref import resolve_model
+
+    for ref, field in ((args.model, "MODEL"), (args.base, "--base")):
+        if ref:  # a hub id that is neither cached nor reachable: exit 2 at once, before any loading
+            resolve_model(ref, ws, field=field, reachable=True)
     request = EvalRequest(
         model=args.model,
         data=args.data,

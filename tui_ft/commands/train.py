@@ -41,6 +41,7 @@ def cmd_train(args, ws: Workspace) -> int:
     from tui_ft.runs.prepare import create_run
 
     loaded = load_recipe(args.recipe, args.overrides, cache_dir=ws.ensure().cache)
+    require_models_reachable(loaded, ws)
     run = create_run(loaded, ws)
     if args.detach:
         proc = spawn_runner(run, detach=True)
@@ -59,6 +60,23 @@ def cmd_train(args, ws: Workspace) -> int:
     elif status is not None:
         _print_outcome(run, status)
     return code
+
+
+def require_models_reachable(loaded, ws: Workspace) -> None:
+    """The recipe's hub models (model.name, rewards.models) are cached or reachable now: offline or with
+    the hub out of reach, exit 2 at once naming the recipe field, not after the loader's retries."""
+    from tui_ft.errors import NotFoundError
+    from tui_ft.modelref import resolve_model
+
+    recipe = loaded.recipe
+    refs = [(("model", "name"), recipe.model.name)]
+    if recipe.rewards is not None:
+        refs += [(("rewards", "models"), ref) for ref in recipe.rewards.models]
+    for path, ref in refs:
+        try:
+            resolve_model(ref, ws, field=".".join(path), reachable=True)
+        except NotFoundError as exc:
+            raise loaded.error(path, exc.message, exc.hint) from None
 
 
 def outcome_json(run, status) -> dict:
