@@ -53,12 +53,11 @@ def cmd_data_check(args, ws: Workspace) -> int:
 
 
 def _print_check(doc: dict) -> None:
-    from rich.console import Console
-
+    from tui_ft.commands import output_console
     from tui_ft.display import format_count
 
-    out = Console()
-    err = Console(stderr=True)
+    out = output_console()
+    err = output_console(stderr=True)
     out.print(f"[bold]{doc.get('path')}[/]")
     out.print(f"  format   {doc.get('format') or 'unknown'}")
     out.print(f"  rows     {doc.get('rows')}")
