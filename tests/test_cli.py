@@ -293,3 +293,88 @@ def test_a_command_given_an_unreadable_run_exits_2_naming_its_status_file(broken
     proc = tui_ft(env, *args, cwd=tmp_path)
     assert_clean_failure(proc)
     assert f'tui-ft: {bad.status_file}: step: expected an integer, got "5"' in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# output that copies cleanly: nothing wrapped when piped, commands never broken
+
+
+def test_piped_recipes_print_every_description_whole_on_its_row(cli_env):
+    rows = json.loads(tui_ft(cli_env, "recipes", "--json").stdout)
+    proc = tui_ft(cli_env, "recipes")  # stdout is a pipe here
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for row in rows:
+        (line,) = [line for line in lines if line.split()[:1] == [row["name"]]]
+        assert " ".join(row["description"].split()) in line, line  # whole, on the recipe's own line
+    assert "…" not in proc.stdout
+    assert "train one:  tui-ft train sft-lora --set training.max_steps=50" in lines
+    assert any(line.startswith("edit one:   cp ") and line.endswith("my-recipe.yaml") for line in lines)
+
+
+def test_a_reward_runs_hint_is_one_line_when_piped(tmp_path, capsys):
+    """The hint after a reward run is a command to paste: on one line however long, never wrapped at
+    80 columns (stderr is not a terminal under pytest's capture)."""
+    from tui_ft.commands.train import _print_outcome
+    from tui_ft.runs.rundir import EventWriter, RunDir, Status
+
+    run_id = "20261130-101010-a-reward-model-with-a-long-name-for-the-sample-pairs"
+    run = RunDir(tmp_path / "runs" / run_id)
+    run.path.mkdir(parents=True)
+    status = Status(id=run_id, name=run_id[16:], method="reward", state="completed", step=8, loss=0.41)
+    run.write_status(status)
+    events = EventWriter(run.events_file)
+    events.write("eval", step=8, eval_loss=0.38, eval_accuracy=0.9375, eval_margin=1.2345678)
+    events.close()
+    _print_outcome(run, status)
+    err = capsys.readouterr().err.splitlines()
+    assert f"  try:   tui-ft train grpo-lora --set 'rewards.models=[{run_id}]'" in err
+    assert "  eval:  accuracy 0.9375, margin 1.235" in err
+    assert f"  model: {run.final}" in err
+
+
+def test_detach_prints_the_id_then_how_to_follow_and_runs_steps_prints_each_step(cli_env, demo_ws):
+    sets = ["training.max_steps=4", "training.eval_steps=2", "training.logging_steps=1"]
+    proc = tui_ft(cli_env, "train", "sft-lora", *[a for s in sets for a in ("--set", s)], "--detach")
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.strip()
+    assert "\n" not in run_id and (demo_ws.runs / run_id).is_dir()  # stdout: the id alone, for scripts
+    hints = proc.stderr.splitlines()
+    for command in (
+        f"tui-ft watch {run_id}",
+        f"tui-ft logs {run_id} --follow",
+        f"tui-ft stop {run_id}",
+    ):
+        assert any(line.strip().startswith(command + " ") for line in hints), proc.stderr
+    assert any("then 3 (Runs)" in line for line in hints)
+    from tests.conftest import wait_for_status
+    from tui_ft.runs.rundir import RunDir
+
+    status = wait_for_status(RunDir(demo_ws.runs / run_id), lambda s: s.is_final)
+    assert status.state == "completed"
+    shown = tui_ft(cli_env, "runs", run_id)
+    assert "None" not in shown.stdout and "0.3758808374404907" not in shown.stdout
+    table = tui_ft(cli_env, "runs", run_id, "--steps")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith(f"{run_id} (sft, completed): 4 logged steps, 2 evaluations")
+    header = next(line.split() for line in lines if line.split()[:2] == ["step", "loss"])
+    assert header[:4] == ["step", "loss", "lr", "grad_norm"] and "mean_token_accuracy" in header
+    steps = [line.split() for line in lines if line.split() and line.split()[0].isdigit()]
+    assert [row[0] for row in steps[:4]] == ["1", "2", "3", "4"]
+    doc = json.loads(tui_ft(cli_env, "runs", run_id, "--steps", "--json").stdout)
+    assert [row["step"] for row in doc["train"]] == [1, 2, 3, 4]
+    assert [row["step"] for row in doc["eval"]] == [2, 4] and "eval_loss" in doc["eval"][0]
+    assert {"loss", "learning_rate", "grad_norm"} <= set(doc["train"][0])
+
+
+def test_runs_steps_without_a_run_exits_2(cli_env):
+    proc = tui_ft(cli_env, "runs", "--steps")
+    assert_clean_failure(proc)
+    assert "RUN: --steps shows one run's steps" in proc.stderr
+
+
+def test_a_lone_data_file_name_that_is_not_there_exits_2(cli_env, tmp_path):
+    proc = tui_ft(cli_env, "nothere.jsonl", cwd=tmp_path)
+    assert_clean_failure(proc)
+    assert "nothere.jsonl: FILE: no such file" in proc.stderr
