@@ -141,8 +141,23 @@ def _show_run(args, ws: Workspace) -> int:
     return 0
 
 
-# Shorter headers for the per-step table (the JSON keeps the names the trainer logged).
-STEP_HEADERS = {"learning_rate": "lr", "completions/mean_length": "completion_len"}
+# Shorter headers for the per-step table (the JSON keeps the names the trainer logged); a reward
+# function's mean `rewards/NAME/mean` is headed `NAME`, and the eval table drops the `eval_` prefix.
+STEP_HEADERS = {
+    "learning_rate": "lr",
+    "completions/mean_length": "mean_len",
+    "completions/min_length": "min_len",
+    "completions/max_length": "max_len",
+    "completions/clipped_ratio": "clipped",
+}
+
+
+def step_header(column: str) -> str:
+    """The per-step table's header for a logged metric name."""
+    name = column.removeprefix("eval_")
+    if name.startswith("rewards/") and name.endswith("/mean") and name.count("/") == 2:
+        return name.split("/")[1]
+    return STEP_HEADERS.get(name, name)
 
 
 def _show_steps(args, ws: Workspace) -> int:
@@ -173,7 +188,7 @@ def _show_steps(args, ws: Workspace) -> int:
         table = Table(title=title, title_justify="left", box=None, header_style="bold")
         table.add_column("step", justify="right")
         for column in columns:
-            table.add_column(STEP_HEADERS.get(column, column), justify="right")
+            table.add_column(step_header(column), justify="right")
         for row in rows:
             table.add_row(str(row["step"]), *(format_value(row.get(c)) for c in columns))
         console.print(table)
