@@ -378,3 +378,94 @@ def test_a_lone_data_file_name_that_is_not_there_exits_2(cli_env, tmp_path):
     proc = tui_ft(cli_env, "nothere.jsonl", cwd=tmp_path)
     assert_clean_failure(proc)
     assert "nothere.jsonl: FILE: no such file" in proc.stderr
+
+
+def test_runs_steps_shows_each_methods_metrics_and_a_resume_replaces_later_steps(
+    tmp_path, monkeypatch, capsys
+):
+    """The per-step table from a run's events: DPO's rewards and GRPO's reward, kl and completion
+    lengths under short headers, the values at 4 significant digits; steps after a resume point are
+    the resumed segment's."""
+    from tui_ft.cli import main
+    from tui_ft.runs.rundir import EventWriter, RunDir, Status
+
+    monkeypatch.setenv("TUI_FT_HOME", str(tmp_path))
+    dpo = RunDir(tmp_path / "runs" / "20260101-000001-dpo-lora")
+    dpo.path.mkdir(parents=True)
+    dpo.write_status(Status(id=dpo.id, name="dpo-lora", method="dpo", state="completed", step=3))
+    ev = EventWriter(dpo.events_file)
+    for step, margin in ((1, 0.01), (2, 0.02), (3, 0.9)):
+        ev.write("train", step=step, loss=0.6931471805599453 - margin, learning_rate=5e-6, grad_norm=1.0)
+    ev.write("resume", step=1)  # a resume from checkpoint-1: the earlier steps 2 and 3 are superseded
+    for step in (2, 3):
+        ev.write(
+            "train",
+            step=step,
+            loss=0.5,
+            learning_rate=5e-6,
+            grad_norm=2.0,
+            **{
+                "rewards/chosen": 0.25,
+                "rewards/rejected": -0.25,
+                "rewards/margins": 0.5,
+                "rewards/accuracies": 1.0,
+            },
+        )
+    ev.write("eval", step=3, eval_loss=0.4, **{"eval_rewards/margins": 0.75})
+    ev.close()
+    assert main(["runs", dpo.id, "--steps"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{dpo.id} (dpo, completed): 3 logged steps, 1 evaluation"
+    header = next(line.split() for line in out if line.split()[:2] == ["step", "loss"])
+    assert header == ["step", "loss", "lr", "grad_norm", "rewards/chosen", "rewards/rejected",
+                      "rewards/margins", "rewards/accuracies"]  # fmt: skip
+    rows = [line.split() for line in out if line.split()[:1] in (["1"], ["2"], ["3"])]
+    assert rows[0][:4] == ["1", "0.6831", "5.000e-6", "1.000"]
+    assert rows[1] == ["2", "0.5000", "5.000e-6", "2.000", "0.2500", "-0.2500", "0.5000", "1.000"]
+    assert ["3", "0.4000", "0.7500"] in rows  # the eval table: step, loss, rewards/margins
+
+    grpo = RunDir(tmp_path / "runs" / "20260101-000002-grpo-lora")
+    grpo.path.mkdir(parents=True)
+    grpo.write_status(Status(id=grpo.id, name="grpo-lora", method="grpo", state="completed", step=1))
+    ev = EventWriter(grpo.events_file)
+    ev.write(
+        "train",
+        step=1,
+        loss=-1.8378098332050286e-07,
+        learning_rate=0.001,
+        grad_norm=0.5695770382881165,
+        reward=1.2324999570846558,
+        reward_std=0.17745894193649292,
+        kl=0.0,
+        entropy=1.55,
+        step_time=10.7,
+        **{
+            "completions/mean_length": 24.0,
+            "completions/max_length": 31.0,
+            "rewards/polite/mean": 1.0,
+            "rewards/polite/std": 0.0,
+            "clip_ratio/low_mean": 0.0,
+        },
+    )
+    ev.close()
+    assert main(["runs", grpo.id, "--steps"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(line.split() for line in out if line.split()[:2] == ["step", "loss"])
+    assert header == [
+        "step",
+        "loss",
+        "lr",
+        "grad_norm",
+        "reward",
+        "reward_std",
+        "kl",
+        "mean_len",
+        "max_len",
+        "polite",
+    ]
+    assert ["1", "-1.838e-7", "0.001000", "0.5696", "1.232", "0.1775", "0", "24.00", "31.00", "1.000"] in [
+        line.split() for line in out
+    ]
+    assert main(["runs", grpo.id, "--steps", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["train"][0]["rewards/polite/mean"] == 1.0 and "entropy" not in doc["train"][0]

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from tui_ft.commands import output_console, print_command, print_json
-from tui_ft.display import format_value
+from tui_ft.display import format_count, format_value
 from tui_ft.errors import UserError
 from tui_ft.workspace import Workspace
 
@@ -192,5 +192,5 @@ def cmd_sweeps(args, ws: Workspace) -> int:
             if best and best.value is not None
             else "no result yet"
         )
-        print(f"{s.id}  {s.state}  {done}/{s.trials_wanted} trials  {best_text}")
+        print(f"{s.id}  {s.state}  {done}/{format_count(s.trials_wanted, 'trial')}  {best_text}")
     return 0

@@ -183,13 +183,13 @@ def _is_number(value) -> bool:
 
 
 def _print_outcome(run, status) -> None:
-    from tui_ft.display import format_value
+    from tui_ft.display import format_count, format_value
 
     console = output_console(stderr=True)
     if status.state == "completed":
         loss = f", loss {format_value(status.loss)}" if status.loss is not None else ""
         ev = f", eval loss {format_value(status.eval_loss)}" if status.eval_loss is not None else ""
-        console.print(f"[green]completed[/] {run.id}: {status.step} steps{loss}{ev}")
+        console.print(f"[green]completed[/] {run.id}: {format_count(status.step, 'step')}{loss}{ev}")
         print_command(console, f"  model: {run.final}")
         if status.method == "reward":
             from tui_ft.runs.metrics import last_method_metrics
