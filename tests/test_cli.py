@@ -469,3 +469,86 @@ def test_runs_steps_shows_each_methods_metrics_and_a_resume_replaces_later_steps
     assert main(["runs", grpo.id, "--steps", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["train"][0]["rewards/polite/mean"] == 1.0 and "entropy" not in doc["train"][0]
+
+
+# ------------------------------------------------------------------------------------------------
+# in a real terminal (tmux): wrapped at its width, never cut; `tui-ft FILE` opens the file
+
+
+@pytest.fixture()
+def tmux_session(cli_env):
+    """Start `tui-ft ARGS` in a detached 80x24 tmux session on a server of this test's own; yields a
+    function that starts it and returns a screen reader; the session is killed afterwards."""
+    import shutil
+    import subprocess
+    import uuid
+
+    from tests.conftest import tui_ft_command
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (scripts/setup installs it when run as root)")
+    server = ["tmux", "-L", f"tui-ft-cli-{uuid.uuid4().hex[:8]}", "-f", "/dev/null"]
+    keys = ("TUI_FT_HOME", "HF_HUB_OFFLINE", "PATH", "PYTHONPATH")
+    env_args = [arg for key in keys if key in cli_env for arg in ("-e", f"{key}={cli_env[key]}")]
+
+    def start(*args: str, cwd: str | None = None, keep: bool = False):
+        command = " ".join(["env", "-u", "COLUMNS", "-u", "LINES", *tui_ft_command(), *args])
+        if keep:  # a command that ends: keep its output on the screen
+            command += "; sleep 600"
+        where = ["-c", cwd] if cwd else []
+        history = ["-S", "-"] if keep else []  # a command's output that scrolled, not a UI's screen
+        subprocess.run(
+            [*server, "new-session", "-d", "-s", "t", "-x", "80", "-y", "24", *where, *env_args, command],
+            check=True,
+        )
+
+        def screen() -> str:
+            return subprocess.run(
+                [*server, "capture-pane", "-p", *history, "-t", "t"], capture_output=True, text=True
+            ).stdout
+
+        return screen
+
+    yield start
+    subprocess.run([*server, "kill-server"], capture_output=True)
+
+
+def _wait_for_screen(screen, condition, what: str, timeout: float = 60.0) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while time.monotonic() < deadline:
+        shown = screen()
+        if condition(shown):
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f} s; the screen shows:\n{shown}")
+
+
+@pytest.mark.slow
+def test_recipes_in_an_80_column_terminal_wrap_descriptions_and_cut_none(cli_env, tmux_session):
+    rows = json.loads(tui_ft(cli_env, "recipes", "--json").stdout)
+    screen = tmux_session("recipes", keep=True)
+    shown = _wait_for_screen(screen, lambda s: "train one:" in s, "the recipes table")
+    assert "…" not in shown
+    assert "recipe             method · adapter · data / what it does" in shown  # two lines a recipe at 80
+    words = " ".join(shown.split())
+    for row in rows:  # every word of every description is on the screen (wrapped, not cut)
+        for word in row["description"].split():
+            assert word in words, (row["name"], word)
+    assert all(len(line) <= 80 for line in shown.splitlines())
+    assert "train one:  tui-ft train sft-lora --set training.max_steps=50" in shown
+
+
+@pytest.mark.slow
+def test_a_data_file_as_the_only_argument_opens_the_datasets_screen_on_it(
+    cli_env, demo_ws, tmux_session, tmp_path
+):
+    import shutil
+
+    shutil.copy(demo_ws.data / "chat.jsonl", tmp_path / "my-chats.jsonl")
+    screen = tmux_session("my-chats.jsonl", cwd=str(tmp_path))  # relative to the current folder
+    shown = _wait_for_screen(screen, lambda s: "400 rows" in s, "the file's rows")
+    assert "1 Datasets" in shown and "my-chats.jsonl · format messages · 400 rows" in shown
+    assert "user: What is 2 times 6?" in shown

@@ -61,17 +61,31 @@ def cmd_recipes(args, ws: Workspace) -> int:  # noqa: ARG001
         print_json(rows)
         return 0
     from rich.table import Table
+    from rich.text import Text
 
-    # the description wraps in a terminal (at its width) and is never cut; piped, each row is one line
-    table = Table("recipe", "method", "adapter", "data", box=None, header_style="bold")
-    table.add_column("description", overflow="fold")
+    # One row per recipe, its description whole (piped: each row one line). A terminal too narrow for
+    # that gets two lines per recipe: its method, adapter and data, then the description, wrapped at
+    # the terminal's width and never cut.
+    console = output_console()
+    table = Table("recipe", "method", "adapter", "data", "description", box=None, header_style="bold")
+    compact = Table("recipe", "method · adapter · data / what it does", box=None, header_style="bold")
     for r in rows:
         adapter = r["adapter"] + (f" ({r['quantization']})" if r["quantization"] != "none" else "")
-        table.add_row(r["name"], r["method"], adapter, r["data"], " ".join(str(r["description"]).split()))
-    console = output_console()
-    for column in table.columns[:4]:
-        column.no_wrap = True  # names and paths stay whole; the description takes the rest
-    console.print(table)
+        description = " ".join(str(r["description"]).split())
+        table.add_row(r["name"], r["method"], adapter, r["data"] or "-", description)
+        what = Text(f"{r['method']} · {adapter} · {r['data'] or '-'}\n")
+        what.append(description, style="dim")
+        compact.add_row(r["name"], what)
+    for column in table.columns:
+        column.no_wrap = True
+    compact.columns[0].no_wrap = True
+    from rich.measure import Measurement
+
+    from tui_ft.commands import PIPED_WIDTH
+
+    unbounded = console.options.update_width(PIPED_WIDTH)
+    fits = Measurement.get(console, unbounded, table).maximum <= console.width
+    console.print(table if fits else compact)
     console.print()
     print_command(console, "train one:  tui-ft train sft-lora --set training.max_steps=50")
     if rows:
