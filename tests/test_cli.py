@@ -552,3 +552,56 @@ def test_a_data_file_as_the_only_argument_opens_the_datasets_screen_on_it(
     shown = _wait_for_screen(screen, lambda s: "400 rows" in s, "the file's rows")
     assert "1 Datasets" in shown and "my-chats.jsonl · format messages · 400 rows" in shown
     assert "user: What is 2 times 6?" in shown
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: connecting is refused
+
+
+def test_a_hub_model_with_the_hub_out_of_reach_fails_at_once(cli_env):
+    """Online but with the hub unreachable (here: an endpoint that refuses connections), one short
+    request decides: exit 2 naming the argument, no retries."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    env = {k: v for k, v in cli_env.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc = tui_ft(env | {"HF_ENDPOINT": endpoint}, "generate", "no-such-model", "--prompt", "hi")
+    assert_clean_failure(proc)
+    assert (
+        f"MODEL: 'no-such-model' is not a local folder, a workspace model or a run, and the hub cannot be reached ({endpoint}: "
+        in proc.stderr
+    )
+    assert "retry" not in proc.stderr.lower()
+
+
+def test_a_model_the_hub_does_not_have_exits_2_naming_the_argument(cli_env):
+    """A hub that answers that it has no such model (a local HTTP server as the endpoint): exit 2 at
+    once naming the argument, before any loading."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hub(BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.end_headers()
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(404 if self.path.startswith("/api/models/") else 200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {k: v for k, v in cli_env.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = tui_ft(env, "generate", "someone/no-such-model", "--prompt", "hi")
+    finally:
+        server.shutdown()
+    assert_clean_failure(proc)
+    assert "MODEL: 'someone/no-such-model' is not a local folder" in proc.stderr
+    assert "the hub has no model by that name (HTTP 404)" in proc.stderr

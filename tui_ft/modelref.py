@@ -210,12 +210,36 @@ def in_hub_cache(repo_id: str) -> bool:
     return False
 
 
+def hub_model_missing(repo_id: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> int | None:
+    """The hub's HTTP status when it says it has no model `repo_id` (404, or 401: private or absent);
+    None when it has it, or cannot be asked (the loader then says what is wrong)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    try:
+        answer = get_session().get(
+            f"{constants.ENDPOINT}/api/models/{repo_id}", headers=build_hf_headers(), timeout=timeout
+        )
+    except Exception:  # noqa: BLE001 - could not ask: leave the verdict to the loader
+        return None
+    return answer.status_code if answer.status_code in (401, 404) else None
+
+
 def require_hub_reachable(ref: ModelRef, *, field: str | None = None) -> None:
-    """NotFoundError (exit 2) at once when `ref` is a hub id that is neither cached nor reachable now."""
+    """NotFoundError (exit 2) at once when `ref` is a hub id that is neither cached nor reachable now,
+    or that the hub says it does not have."""
     if ref.kind != "hub" or in_hub_cache(ref.path):
         return
     reason = hub_unreachable_reason()
     if reason is None:
+        status = hub_model_missing(ref.path)
+        if status is not None:
+            raise NotFoundError(
+                f"{ref.ref!r} is not a local folder, a workspace model or a run, and the hub has no model "
+                f"by that name (HTTP {status})",
+                field=field,
+                hint="check the name; a private or gated model needs a login (hf auth login)",
+            )
         return
     raise NotFoundError(
         f"{ref.ref!r} is not a local folder, a workspace model or a run, and the hub cannot be reached "

@@ -37,12 +37,14 @@ def cmd_data_check(args, ws: Workspace) -> int:
 
     tokenizer = None
     if args.tokenizer:
-        from tui_ft.engine.models import load_tokenizer
-        from tui_ft.library_noise import quiet_library_noise
         from tui_ft.modelref import resolve_model
 
+        resolved = resolve_model(args.tokenizer, ws, field="--tokenizer", reachable=True)
+        from tui_ft.engine.models import load_tokenizer
+        from tui_ft.library_noise import quiet_library_noise
+
         quiet_library_noise()
-        tokenizer = load_tokenizer(resolve_model(args.tokenizer, ws, field="--tokenizer"))
+        tokenizer = load_tokenizer(resolved)
     report = check_dataset(_data_path(args.path, ws), tokenizer=tokenizer, max_length=args.max_length)
     doc = report.to_json()
     if args.json:

@@ -125,7 +125,7 @@ def cmd_annotate(args, ws: Workspace) -> int:
     for ref in (spec.a, spec.b):
         if ref:
             require_run_status(ws, ref)
-            resolve_model(ref, ws, field="--a" if ref == spec.a else "--b")
+            resolve_model(ref, ws, field="--a" if ref == spec.a else "--b", reachable=True)
     if not prompts.items:
         first = prompts.problems[0]
         raise UserError(
