@@ -530,7 +530,7 @@ def _wait_for_screen(screen, condition, what: str, timeout: float = 60.0) -> str
 def test_recipes_in_an_80_column_terminal_wrap_descriptions_and_cut_none(cli_env, tmux_session):
     rows = json.loads(tui_ft(cli_env, "recipes", "--json").stdout)
     screen = tmux_session("recipes", keep=True)
-    shown = _wait_for_screen(screen, lambda s: "train one:" in s, "the recipes table")
+    shown = _wait_for_screen(screen, lambda s: "my-recipe.yaml" in s, "the recipes table")  # the last line
     assert "…" not in shown
     assert "recipe             method · adapter · data / what it does" in shown  # two lines a recipe at 80
     words = " ".join(shown.split())
@@ -549,8 +549,11 @@ def test_a_data_file_as_the_only_argument_opens_the_datasets_screen_on_it(
 
     shutil.copy(demo_ws.data / "chat.jsonl", tmp_path / "my-chats.jsonl")
     screen = tmux_session("my-chats.jsonl", cwd=str(tmp_path))  # relative to the current folder
-    shown = _wait_for_screen(screen, lambda s: "400 rows" in s, "the file's rows")
-    assert "1 Datasets" in shown and "my-chats.jsonl · format messages · 400 rows" in shown
+    shown = _wait_for_screen(  # the whole screen drawn: a capture can land mid-draw
+        screen,
+        lambda s: "1 Datasets" in s and "my-chats.jsonl · format messages · 400 rows" in s and "user:" in s,
+        "the Datasets screen on the file",
+    )
     assert "user: What is 2 times 6?" in shown
 
 

@@ -110,7 +110,6 @@ def outcome_json(run, status) -> dict:
 
 def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
     """Show progress from the run's events until the runner exits; Ctrl-C asks for a graceful stop."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -123,7 +122,7 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
     from tui_ft.display import format_value
     from tui_ft.runs.rundir import read_events
 
-    console = Console(stderr=True)
+    console = output_console(stderr=True)  # piped: the run's messages are never wrapped
     offset = start_offset
     interrupts = 0
     columns = [
@@ -149,7 +148,8 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
                         total = total if isinstance(total, int) and not isinstance(total, bool) else None
                         progress.update(task, description="training", total=total or None)
                     elif kind == "message" and not quiet:
-                        progress.console.print(f"[dim]{ev.get('text')}[/]", highlight=False)
+                        text = str(ev.get("text"))  # the run's words (paths, reprs): no markup
+                        progress.console.print(text, style="dim", markup=False, highlight=False)
                     elif kind == "train":
                         if _is_number(ev.get("loss")):
                             metrics["loss"] = f"loss {format_value(ev['loss'])}"
