@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tui_ft.display import STATE_STYLE, format_count, format_duration, format_started, format_value
+from tui_ft.display import (
+    STATE_STYLE,
+    format_count,
+    format_duration,
+    format_params,
+    format_started,
+    format_value,
+)
 
 
 @pytest.mark.parametrize(
@@ -43,3 +50,22 @@ def test_durations_start_times_counts_and_states():
     assert format_count(1, "run") == "1 run" and format_count(2, "run") == "2 runs"
     assert format_count(0, "error") == "0 errors" and format_count(2, "child", "children") == "2 children"
     assert STATE_STYLE["unreadable"] == STATE_STYLE["failed"] == "red"
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (349_800, "349.8K"),
+        (388_736, "388.7K"),
+        (40_000_000, "40.0M"),
+        (6_738_415_616, "6.74B"),
+        (999_960, "1.0M"),  # rounding carries into the next unit, never 1000.0K
+        (999_999_999, "1.00B"),
+        (1_000, "1.0K"),
+        (812, "812"),
+        (0, "0"),
+        (None, "-"),
+    ],
+)
+def test_parameter_counts_read_one_way(count, shown):
+    assert format_params(count) == shown

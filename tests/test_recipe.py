@@ -138,3 +138,71 @@ def test_dpo_loss_type_takes_one_name_or_a_list_checked_against_trls_own_list(tm
         RecipeError, match=r"'sigmodi' is not one of sigmoid, hinge, ipo.*did you mean 'sigmoid'"
     ):
         load_recipe("dpo-lora", ["training.loss_type=sigmodi"], cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override", "words"),
+    [
+        ("sft-lora", "training.learning_rate=-1e-4", "expected a value > 0"),
+        ("sft-lora", "training.max_steps=0", ">= 1, or -1"),
+        ("sft-lora", "training.per_device_train_batch_size=0", ">= 1"),
+        ("sft-lora", "training.gradient_accumulation_steps=-2", ">= 1"),
+        ("sft-lora", "training.warmup_steps=-1", ">= 0"),
+        ("sft-lora", "training.adam_beta2=1.0", "in [0, 1)"),
+        ("sft-lora", "training.weight_decay=-0.1", ">= 0"),
+        ("dpo-lora", "training.beta=0", "> 0"),
+        ("dpo-lora", "training.label_smoothing=0.5", "in [0, 0.5)"),
+        ("kto-lora", "training.desirable_weight=0", "> 0"),
+        ("orpo-lora", "training.beta=-1", "> 0"),
+        ("reward-lora", "training.num_train_epochs=0", "> 0"),
+        ("grpo-lora", "training.num_generations=1", ">= 2"),
+        ("grpo-lora", "training.temperature=0", "> 0"),
+        ("grpo-lora", "training.top_p=1.5", "in (0, 1]"),
+        ("grpo-lora", "training.beta=-0.1", ">= 0"),
+        ("rloo-lora", "training.max_completion_length=0", ">= 1"),
+        ("classify-lora", "training.learning_rate=0", "> 0"),
+    ],
+)
+def test_values_out_of_range_are_refused_at_load(cache, recipe, override, words):
+    """Every method's numeric training keys are range-checked when the recipe loads (exit 2 naming the
+    `--set` and the field), not by the optimizer after the model has loaded."""
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe, [override], cache_dir=cache)
+    err = info.value
+    assert err.exit_status == 2
+    assert err.field == override.partition("=")[0] and err.path == f"--set {override}"
+    assert "out of range" in str(err) and words in str(err)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override"),
+    [
+        ("sft-lora", "training.max_steps=-1"),  # -1: train for num_train_epochs
+        ("sft-lora", "training.warmup_steps=0.1"),  # below 1: a ratio of the steps
+        ("sft-lora", "training.max_grad_norm=0"),  # 0: no clipping
+        ("grpo-lora", "training.beta=0.0"),  # GRPO: no KL term, no reference model
+        ("grpo-lora", "training.top_p=1.0"),
+        ("dpo-lora", "training.label_smoothing=0.1"),
+    ],
+)
+def test_values_at_the_edges_of_their_range_load(cache, recipe, override):
+    load_recipe(recipe, [override], cache_dir=cache)
+
+
+def test_out_of_range_value_in_a_file_names_its_line(cache, tmp_path):
+    path = write(tmp_path, BASE.replace("learning_rate: 1.0e-3", "learning_rate: -1.0e-3"))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, cache_dir=cache)
+    assert str(info.value).startswith(f"{path}:8: training.learning_rate: -0.001 is out of range")
+
+
+def test_recipe_sections_refuse_values_out_of_range(cache, tmp_path):
+    for override, field in [
+        ("adapter.r=0", "adapter.r"),
+        ("adapter.dropout=1.0", "adapter.dropout"),
+        ("data.eval_split=1.5", "data.eval_split"),
+        ("data.max_length=0", "data.max_length"),
+    ]:
+        with pytest.raises(RecipeError) as info:
+            load_recipe(write(tmp_path, BASE), [override], cache_dir=cache)
+        assert info.value.field == field, override

@@ -1,5 +1,6 @@
 """How tui-ft writes values for people, the same on the command line and in the UI: metric values,
-durations, start times, counts of things, and the colour of each run state. No textual, no rich.
+parameter counts, durations, start times, counts of things, and the colour of each run state. No
+textual, no rich.
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def format_value(value: float | None) -> str:
     if power >= 4:
         return f"{value:,.0f}"
     return f"{value:.{SIGNIFICANT - 1 - power}f}"
+
+
+def format_params(n: int | float | None) -> str:
+    """A parameter count as `349.8K`, `40.0M`, `6.74B` (one decimal for K and M, two for B), `812` below
+    a thousand; `-` when unknown. The model's size, its trainable part, the same everywhere."""
+    if n is None or isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n):
+        return "-"
+    for unit, size, decimals in (("B", 1e9, 2), ("M", 1e6, 1), ("K", 1e3, 1)):
+        shown = f"{n / size:.{decimals}f}"
+        if abs(float(shown)) >= 1:  # rounded first: 999,960 is 1.0M, not 1000.0K
+            return f"{shown}{unit}"
+    return str(int(n))
 
 
 def format_duration(seconds: float | None) -> str:

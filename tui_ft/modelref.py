@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,12 @@ def newest_finished_run(ws: Workspace, name: str) -> Path | None:
     return max(found, default=None, key=lambda p: p.name)
 
 
-def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> ModelRef:
-    """Resolve `ref` to something `from_pretrained` can load; NotFoundError (exit 2) with near names."""
+def resolve_model(ref: str, ws: Workspace, *, field: str | None = None, reachable: bool = False) -> ModelRef:
+    """Resolve `ref` to something `from_pretrained` can load; NotFoundError (exit 2) with near names.
+
+    With `reachable`, a hub id that is not in the local hub cache must be reachable now: offline
+    (HF_HUB_OFFLINE) or with the hub unreachable it fails at once (`require_hub_reachable`), rather than
+    after the loader's retries. Off by default: the UI resolves on its event loop, with no network."""
     ref = ref.strip()
     if not ref:
         raise NotFoundError("no model given", field=field)
@@ -156,7 +161,93 @@ def resolve_model(ref: str, ws: Workspace, *, field: str | None = None) -> Model
         raise NotFoundError(f"no model {ref!r} here", field=field, hint=hint)
     if not _HUB_ID.match(ref):
         raise NotFoundError(f"{ref!r} is neither a local model nor a hub id", field=field)
-    return ModelRef(ref, "hub", ref)
+    found = ModelRef(ref, "hub", ref)
+    if reachable:
+        require_hub_reachable(found, field=field)
+    return found
+
+
+_TRUE = ("1", "true", "yes", "on")
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_offline_reason() -> str | None:
+    """Why the hub cannot be used now without asking it: the offline switches that are set."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in _TRUE:
+            return f"{name} is set"
+    return None
+
+
+def hub_unreachable_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """None when the hub answers; else why not (offline switch, or the connection error of one request
+    with a short timeout and no retries). Any HTTP answer counts as reachable: the loader reports the
+    exact problem (gated, no such repository) itself."""
+    offline = hub_offline_reason()
+    if offline:
+        return offline
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(f"{constants.ENDPOINT}/api/models", timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect (DNS, refused, timeout, proxy) counts
+        text = str(exc).strip() or type(exc).__name__
+        return f"{constants.ENDPOINT}: {text}"
+    return None
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """The hub model's config (or adapter config) is in the local hub cache: loading needs no network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("config.json", "adapter_config.json"):
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, name), str):
+                return True
+        except Exception:  # noqa: BLE001, S112 - an id the cache cannot hold is simply not cached
+            continue
+    return False
+
+
+def hub_model_missing(repo_id: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> int | None:
+    """The hub's HTTP status when it says it has no model `repo_id` (404, or 401: private or absent);
+    None when it has it, or cannot be asked (the loader then says what is wrong)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    try:
+        answer = get_session().get(
+            f"{constants.ENDPOINT}/api/models/{repo_id}", headers=build_hf_headers(), timeout=timeout
+        )
+    except Exception:  # noqa: BLE001 - could not ask: leave the verdict to the loader
+        return None
+    return answer.status_code if answer.status_code in (401, 404) else None
+
+
+def require_hub_reachable(ref: ModelRef, *, field: str | None = None) -> None:
+    """NotFoundError (exit 2) at once when `ref` is a hub id that is neither cached nor reachable now,
+    or that the hub says it does not have."""
+    if ref.kind != "hub" or in_hub_cache(ref.path):
+        return
+    reason = hub_unreachable_reason()
+    if reason is None:
+        status = hub_model_missing(ref.path)
+        if status is not None:
+            raise NotFoundError(
+                f"{ref.ref!r} is not a local folder, a workspace model or a run, and the hub has no model "
+                f"by that name (HTTP {status})",
+                field=field,
+                hint="check the name; a private or gated model needs a login (hf auth login)",
+            )
+        return
+    raise NotFoundError(
+        f"{ref.ref!r} is not a local folder, a workspace model or a run, and the hub cannot be reached "
+        f"({reason})",
+        field=field,
+        hint="give a workspace model (tui-ft demo --prepare-only builds demo-tiny), a directory or a run id; "
+        "a hub model loads offline once it has been downloaded",
+    )
 
 
 def model_choices(ws: Workspace) -> list[tuple[str, str]]:

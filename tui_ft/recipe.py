@@ -438,7 +438,7 @@ def validate_recipe(
 
 def check_training_keys(loaded: LoadedRecipe, *, cache_dir: Path | None = None) -> None:
     """Check `training:` against the method's TRL config class; converts values in place."""
-    from tui_ft.training_fields import CoercionError, coerce, training_fields
+    from tui_ft.training_fields import CoercionError, check_range, coerce, training_fields
 
     recipe = loaded.recipe
     fields = training_fields(recipe.method, cache_dir=cache_dir)
@@ -455,6 +455,7 @@ def check_training_keys(loaded: LoadedRecipe, *, cache_dir: Path | None = None) 
             raise loaded.error(path, f"unknown key for method {recipe.method}", hint)
         try:
             checked[key] = coerce(fields[key], value)
+            check_range(recipe.method, key, checked[key])
         except CoercionError as exc:
             raise loaded.error(path, str(exc)) from None
     recipe.training = checked

@@ -187,6 +187,114 @@ class CoercionError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric training key accepts: `low`/`high` bounds (open or closed) and special values
+    that mean something else (`max_steps: -1`: train for num_train_epochs)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound itself is refused (`> 0`)
+    high_open: bool = False
+    special: tuple[tuple[float, str], ...] = ()
+
+    def describe(self) -> str:
+        lo = None if self.low is None else ("(" if self.low_open else "[") + f"{self.low:g}"
+        hi = None if self.high is None else f"{self.high:g}" + (")" if self.high_open else "]")
+        if lo and hi:
+            text = f"in {lo}, {hi}"
+        elif lo:
+            text = (">" if self.low_open else ">=") + f" {self.low:g}"
+        else:
+            text = ("<" if self.high_open else "<=") + f" {self.high:g}"
+        return text + "".join(f", or {v:g} ({why})" for v, why in self.special)
+
+    def admits(self, value: float) -> bool:
+        if any(value == v for v, _ in self.special):
+            return True
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+
+_POSITIVE = Range(low=0, low_open=True)
+_NON_NEGATIVE = Range(low=0)
+_AT_LEAST_ONE = Range(low=1)
+_FRACTION = Range(low=0, high=1)
+_BELOW_ONE = Range(low=0, high=1, high_open=True)
+
+# Ranges of the numeric `training:` keys, for every method whose config class has the key. Most are not
+# declared in the config classes' metadata: they are what the optimizer, the scheduler or the trainer
+# refuse later (torch.optim: lr, betas, eps, weight_decay; TrainingArguments.__post_init__: warmup_steps
+# >= 0, steps > 0), said at recipe load instead of after the model has loaded. Where the TRL help or
+# __post_init__ says a range, it is that range (cited).
+TRAINING_RANGES: dict[str, Range] = {
+    "learning_rate": _POSITIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "adam_beta1": _BELOW_ONE,
+    "adam_beta2": _BELOW_ONE,
+    "adam_epsilon": _NON_NEGATIVE,
+    "max_grad_norm": _NON_NEGATIVE,  # 0: no clipping
+    "num_train_epochs": _POSITIVE,
+    "max_steps": Range(low=1, special=((-1, "train for num_train_epochs"),)),
+    "per_device_train_batch_size": _AT_LEAST_ONE,
+    "per_device_eval_batch_size": _AT_LEAST_ONE,
+    "gradient_accumulation_steps": _AT_LEAST_ONE,
+    "eval_accumulation_steps": _AT_LEAST_ONE,
+    "warmup_steps": _NON_NEGATIVE,  # TrainingArguments.__post_init__; below 1 a ratio of the steps
+    "warmup_ratio": _FRACTION,
+    "logging_steps": _POSITIVE,  # below 1: a ratio of the steps
+    "save_steps": _POSITIVE,
+    "eval_steps": _POSITIVE,
+    "seed": _NON_NEGATIVE,
+    "data_seed": _NON_NEGATIVE,
+    "dataloader_num_workers": _NON_NEGATIVE,
+    "dataset_num_proc": _AT_LEAST_ONE,
+    "label_smoothing_factor": _BELOW_ONE,
+    # preference methods
+    "beta": _POSITIVE,
+    "label_smoothing": Range(low=0, high=0.5, high_open=True),  # DPOConfig help: [0.0, 0.5)
+    "desirable_weight": _POSITIVE,
+    "undesirable_weight": _POSITIVE,
+    "precompute_ref_batch_size": _AT_LEAST_ONE,
+    # generation (GRPO, RLOO)
+    "num_generations": Range(low=2),  # GRPO/RLOOConfig.__post_init__: at least 2 per prompt
+    "num_generations_eval": Range(low=2),
+    "max_completion_length": _AT_LEAST_ONE,
+    "max_prompt_length": _AT_LEAST_ONE,
+    "generation_batch_size": _AT_LEAST_ONE,
+    "steps_per_generation": _AT_LEAST_ONE,
+    "num_iterations": _AT_LEAST_ONE,
+    "temperature": _POSITIVE,
+    "top_p": Range(low=0, high=1, low_open=True),  # GRPOConfig help: (0, 1]
+    "top_k": _NON_NEGATIVE,  # 0: off
+    "min_p": _FRACTION,  # GRPOConfig help: between 0.0 and 1.0
+    "repetition_penalty": _POSITIVE,
+    "epsilon": _NON_NEGATIVE,
+}
+# Per method where a key means something else: GRPO's and RLOO's beta is a KL weight and 0.0 (GRPO's
+# default) means no reference model (their help texts).
+METHOD_RANGES: dict[tuple[str, str], Range] = {
+    ("grpo", "beta"): _NON_NEGATIVE,
+    ("rloo", "beta"): _NON_NEGATIVE,
+}
+
+
+def value_range(method: str, name: str) -> Range | None:
+    """The range `method`'s training key `name` accepts, or None when any value of its type goes."""
+    return METHOD_RANGES.get((method, name)) or TRAINING_RANGES.get(name)
+
+
+def check_range(method: str, name: str, value: Any) -> None:
+    """CoercionError naming the accepted range when a number lies outside it (None and non-numbers pass:
+    coerce checks their type)."""
+    allowed = value_range(method, name)
+    if allowed is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not allowed.admits(value):
+        raise CoercionError(f"{value!r} is out of range; expected a value {allowed.describe()}")
+
+
 def coerce(field: TrainingField, value: Any) -> Any:
     """Check `value` against the field's kinds (and choices), converting strings from `--set` or YAML."""
     kinds = field.kinds

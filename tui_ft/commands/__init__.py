@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from tui_ft.errors import UserError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from tui_ft.workspace import Workspace
+
+# Piped output is never wrapped: a table is as wide as its widest row and a line as long as it is, so
+# a command printed in it pastes whole and a description reads in full (`grep`, `less -S`, files).
+PIPED_WIDTH = 10_000
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -32,6 +38,23 @@ def require_run_status(ws: Workspace, ref: str) -> None:
         from tui_ft.runs.rundir import RunDir
 
         require_status(RunDir(ws.runs / run_part))
+
+
+def output_console(*, stderr: bool = False) -> Console:
+    """The Rich console a command prints through. In a terminal, prose wraps at its width (lines that
+    are commands are printed with `soft_wrap=True`: never broken); piped or redirected, nothing wraps
+    (`PIPED_WIDTH`, soft wrap on), so every line comes out whole."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=PIPED_WIDTH, soft_wrap=True)
+
+
+def print_command(console: Console, text: str) -> None:
+    """A line that holds a command (a hint to paste): no markup, no highlighting, never wrapped."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_json(doc: Any) -> None:

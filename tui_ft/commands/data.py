@@ -37,12 +37,14 @@ def cmd_data_check(args, ws: Workspace) -> int:
 
     tokenizer = None
     if args.tokenizer:
-        from tui_ft.engine.models import load_tokenizer
-        from tui_ft.library_noise import quiet_library_noise
         from tui_ft.modelref import resolve_model
 
+        resolved = resolve_model(args.tokenizer, ws, field="--tokenizer", reachable=True)
+        from tui_ft.engine.models import load_tokenizer
+        from tui_ft.library_noise import quiet_library_noise
+
         quiet_library_noise()
-        tokenizer = load_tokenizer(resolve_model(args.tokenizer, ws, field="--tokenizer"))
+        tokenizer = load_tokenizer(resolved)
     report = check_dataset(_data_path(args.path, ws), tokenizer=tokenizer, max_length=args.max_length)
     doc = report.to_json()
     if args.json:
@@ -53,12 +55,11 @@ def cmd_data_check(args, ws: Workspace) -> int:
 
 
 def _print_check(doc: dict) -> None:
-    from rich.console import Console
-
+    from tui_ft.commands import output_console
     from tui_ft.display import format_count
 
-    out = Console()
-    err = Console(stderr=True)
+    out = output_console()
+    err = output_console(stderr=True)
     out.print(f"[bold]{doc.get('path')}[/]")
     out.print(f"  format   {doc.get('format') or 'unknown'}")
     out.print(f"  rows     {doc.get('rows')}")

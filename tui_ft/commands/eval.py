@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tui_ft.commands import print_json, require_run_status
+from tui_ft.commands import output_console, print_json, require_run_status
 from tui_ft.errors import UserError
 from tui_ft.workspace import Workspace
 
@@ -58,6 +58,11 @@ def cmd_eval(args, ws: Workspace) -> int:
     if args.shots < 0:
         raise UserError("must be 0 (no few-shot row) or more", field="--shots")
     require_run_status(ws, args.model)
+    from tui_ft.modelref import resolve_model
+
+    for ref, field in ((args.model, "MODEL"), (args.base, "--base")):
+        if ref:  # a hub id that is neither cached nor reachable: exit 2 at once, before any loading
+            resolve_model(ref, ws, field=field, reachable=True)
     request = EvalRequest(
         model=args.model,
         data=args.data,
@@ -92,15 +97,12 @@ def cmd_eval(args, ws: Workspace) -> int:
 
 def print_eval(doc: dict, *, title: str | None = None) -> None:
     """The result table (and the forgetting line) as the terminal shows it."""
-    from rich.console import Console
     from rich.table import Table
 
     from tui_ft.evaluation.store import eval_table
 
     table_doc = eval_table(doc)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
+    console = output_console()
     table = Table(*table_doc.columns, box=None, header_style="bold", title=title, title_justify="left")
     for row in table_doc.rows:
         table.add_row(*row)

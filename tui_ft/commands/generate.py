@@ -32,9 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_generate(args, ws: Workspace) -> int:
-    from tui_ft.inference.generate import conversation, load_for_generation, stream_messages
+    from tui_ft.modelref import resolve_model
 
     require_run_status(ws, args.model)
+    resolve_model(args.model, ws, field="MODEL", reachable=True)  # exit 2 at once, before any loading
+    from tui_ft.inference.generate import conversation, load_for_generation, stream_messages
+
     loaded = load_for_generation(args.model, ws, device=args.device, quantization=args.quantization)
     settings = {
         "max_new_tokens": args.max_new_tokens,
@@ -71,7 +74,8 @@ def cmd_chat(args, ws: Workspace) -> int:
     models = [args.model, *([args.compare] if args.compare else [])]
     for ref in models:
         require_run_status(ws, ref)
-        resolve_model(ref, ws, field="MODEL")  # exit 2 with the nearest names before any UI appears
+        field = "MODEL" if ref == args.model else "--compare"
+        resolve_model(ref, ws, field=field, reachable=True)  # exit 2 with the nearest names before any UI
     from tui_ft.ui.app import run_app
 
     return run_app(ws, start_mode="chat", chat_models=models)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tui_ft.commands import print_json
+from tui_ft.commands import output_console, print_command, print_json
 from tui_ft.errors import UserError
 from tui_ft.workspace import Workspace
 
@@ -33,9 +33,7 @@ def cmd_sysinfo(args, ws: Workspace) -> int:  # noqa: ARG001
     if args.json:
         print_json(info)
     else:
-        from rich.console import Console
-
-        Console().print(format_sysinfo(info))
+        output_console().print(format_sysinfo(info))
     return 0
 
 
@@ -62,22 +60,42 @@ def cmd_recipes(args, ws: Workspace) -> int:  # noqa: ARG001
     if args.json:
         print_json(rows)
         return 0
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # One row per recipe, its description whole (piped: each row one line). A terminal too narrow for
+    # that gets two lines per recipe: its method, adapter and data, then the description, wrapped at
+    # the terminal's width and never cut.
+    console = output_console()
     table = Table("recipe", "method", "adapter", "data", "description", box=None, header_style="bold")
+    compact = Table("recipe", "method · adapter · data / what it does", box=None, header_style="bold")
     for r in rows:
         adapter = r["adapter"] + (f" ({r['quantization']})" if r["quantization"] != "none" else "")
-        table.add_row(r["name"], r["method"], adapter, r["data"], r["description"])
-    Console().print(table)
-    print("\ntrain one:  tui-ft train sft-lora --set training.max_steps=50")
+        description = " ".join(str(r["description"]).split())
+        table.add_row(r["name"], r["method"], adapter, r["data"] or "-", description)
+        what = Text(f"{r['method']} · {adapter} · {r['data'] or '-'}\n")
+        what.append(description, style="dim")
+        compact.add_row(r["name"], what)
+    for column in table.columns:
+        column.no_wrap = True
+    compact.columns[0].no_wrap = True
+    from rich.measure import Measurement
+
+    from tui_ft.commands import PIPED_WIDTH
+
+    unbounded = console.options.update_width(PIPED_WIDTH)
+    fits = Measurement.get(console, unbounded, table).maximum <= console.width
+    console.print(table if fits else compact)
+    console.print()
+    print_command(console, "train one:  tui-ft train sft-lora --set training.max_steps=50")
     if rows:
-        print(f"edit one:   cp {Path(rows[0]['path']).parent}/sft-lora.yaml my-recipe.yaml")
+        print_command(console, f"edit one:   cp {Path(rows[0]['path']).parent}/sft-lora.yaml my-recipe.yaml")
     return 0
 
 
 def cmd_estimate(args, ws: Workspace) -> int:
-    from tui_ft.estimate import estimate_memory, format_bytes, format_count
+    from tui_ft.display import format_params
+    from tui_ft.estimate import estimate_memory, format_bytes
     from tui_ft.recipe import load_recipe
 
     loaded = load_recipe(args.recipe, args.overrides, cache_dir=ws.ensure().cache)
@@ -88,13 +106,12 @@ def cmd_estimate(args, ws: Workspace) -> int:
     if args.json:
         print_json(estimate.to_json())
         return 0
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = output_console()
     console.print(
-        f"[bold]{estimate.model}[/] ({estimate.model_source}): {format_count(estimate.total_params)} "
-        f"parameters, {format_count(estimate.trainable_params)} trainable; {estimate.dtype}, "
+        f"[bold]{estimate.model}[/] ({estimate.model_source}): {format_params(estimate.total_params)} "
+        f"parameters, {format_params(estimate.trainable_params)} trainable; {estimate.dtype}, "
         f"batch {estimate.batch} x {estimate.seq_len} tokens",
         highlight=False,
     )

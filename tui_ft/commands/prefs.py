@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from tui_ft.commands import CommandParser, print_json, require_run_status
+from tui_ft.display import format_count
 from tui_ft.errors import UserError
 from tui_ft.workspace import Workspace
 
@@ -124,7 +125,7 @@ def cmd_annotate(args, ws: Workspace) -> int:
     for ref in (spec.a, spec.b):
         if ref:
             require_run_status(ws, ref)
-            resolve_model(ref, ws, field="--a" if ref == spec.a else "--b")
+            resolve_model(ref, ws, field="--a" if ref == spec.a else "--b", reachable=True)
     if not prompts.items:
         first = prompts.problems[0]
         raise UserError(
@@ -192,7 +193,8 @@ def cmd_stats(args, ws: Workspace) -> int:
         )
         return 0
     print(
-        f"{store.path}: {len(decisions)} decisions on {len(results)} pairs ({contents.retracted} retracted)"
+        f"{store.path}: {format_count(len(decisions), 'decision')} on {format_count(len(results), 'pair')} "
+        f"({contents.retracted} retracted)"
     )
     if contents.torn_lines:
         print(f"  torn lines skipped (a crash mid-write): {', '.join(map(str, contents.torn_lines))}")
@@ -201,13 +203,14 @@ def cmd_stats(args, ws: Workspace) -> int:
         shares = "  ".join(
             f"{label} {counts.get(label, 0) / total:.0%}" for label in ("A", "B", "tie", "both_bad", "skip")
         )
-        print(f"  {who or '(no name)'}: {total} pairs  {shares}")
+        print(f"  {who or '(no name)'}: {format_count(total, 'pair')}  {shares}")
     if not agree:
         print("agreement: needs two annotators on the same pairs")
     for a in agree:
         kappa = f"{a.kappa:.2f}" if a.kappa is not None else "undefined (one label only)"
         print(
-            f"agreement {a.first} / {a.second}: {a.shared} shared pairs, {a.percent:.0f}% agree, Cohen's kappa {kappa}"
+            f"agreement {a.first} / {a.second}: {format_count(a.shared, 'shared pair')}, {a.percent:.0f}% agree, "
+            f"Cohen's kappa {kappa}"
         )
     return 0
 
@@ -234,7 +237,7 @@ def cmd_export(args, ws: Workspace) -> int:
     else:
         dropped = ", ".join(f"{n} {label}" for label, n in sorted(result.dropped.items()))
         print(
-            f"{out}: {len(result.rows)} {args.to} rows from {result.kept} pairs"
+            f"{out}: {format_count(len(result.rows), f'{args.to} row')} from {format_count(result.kept, 'pair')}"
             + (f" (dropped: {dropped})" if dropped else "")
         )
     return 0

@@ -6,13 +6,18 @@ import argparse
 import sys
 import time
 
-from tui_ft.commands import print_json
+from tui_ft.commands import output_console, print_json
 from tui_ft.workspace import Workspace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     runs = sub.add_parser("runs", help="list runs, or show one with its checkpoints")
     runs.add_argument("run", nargs="?", help="a run id (or a unique part of one, or `last`)")
+    runs.add_argument(
+        "--steps",
+        action="store_true",
+        help="with RUN: a table of every logged step's metrics (loss, lr, grad_norm, the method's own)",
+    )
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
 
@@ -27,7 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_runs(args, ws: Workspace) -> int:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -35,7 +39,13 @@ def cmd_runs(args, ws: Workspace) -> int:
     from tui_ft.runs.listing import UNREADABLE, RunsIndex
 
     if args.run:
-        return _show_run(args, ws)
+        return _show_steps(args, ws) if args.steps else _show_run(args, ws)
+    if args.steps:
+        from tui_ft.errors import UserError
+
+        raise UserError(
+            "--steps shows one run's steps: give the run", field="RUN", hint="tui-ft runs last --steps"
+        )
     rows = RunsIndex(ws).rows()  # newest first, as the UI lists them
     if args.json:
         print_json([row.to_json() for row in rows])
@@ -57,9 +67,7 @@ def cmd_runs(args, ws: Workspace) -> int:
             format_started(row.started or row.created),
             format_duration(row.duration_s),
         )
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # piped: never truncate run ids
+    console = output_console()  # piped: never truncate run ids
     console.print(table)
     for row in rows:
         if row.state == UNREADABLE:  # the reason, on a line of its own: never cut
@@ -69,7 +77,6 @@ def cmd_runs(args, ws: Workspace) -> int:
 
 def _show_run(args, ws: Workspace) -> int:
     """`tui-ft runs RUN`: the run's row, its method metrics and its checkpoints."""
-    from rich.console import Console
     from rich.table import Table
 
     from tui_ft.display import format_value
@@ -93,7 +100,7 @@ def _show_run(args, ws: Workspace) -> int:
     if args.json:
         print_json(doc)
         return 0
-    console = Console()
+    console = output_console()
     shown = dict(doc, state=row.state_label)
     for key in (
         "id",
@@ -131,6 +138,62 @@ def _show_run(args, ws: Workspace) -> int:
     if checkpoints:
         console.print(table)
     _print_eval(console, doc["eval"], run.id)
+    return 0
+
+
+# Shorter headers for the per-step table (the JSON keeps the names the trainer logged); a reward
+# function's mean `rewards/NAME/mean` is headed `NAME`, and the eval table drops the `eval_` prefix.
+STEP_HEADERS = {
+    "learning_rate": "lr",
+    "completions/mean_length": "mean_len",
+    "completions/min_length": "min_len",
+    "completions/max_length": "max_len",
+    "completions/clipped_ratio": "clipped",
+}
+
+
+def step_header(column: str) -> str:
+    """The per-step table's header for a logged metric name."""
+    name = column.removeprefix("eval_")
+    if name.startswith("rewards/") and name.endswith("/mean") and name.count("/") == 2:
+        return name.split("/")[1]
+    return STEP_HEADERS.get(name, name)
+
+
+def _show_steps(args, ws: Workspace) -> int:
+    """`tui-ft runs RUN --steps`: every logged training step's metrics, then every evaluation's."""
+    from rich.table import Table
+
+    from tui_ft.display import format_count, format_value
+    from tui_ft.runs.metrics import step_table
+    from tui_ft.runs.registry import find_run, require_status
+
+    run = find_run(ws, args.run)
+    status = require_status(run)
+    train_columns, train_rows = step_table(run, "train")
+    eval_columns, eval_rows = step_table(run, "eval")
+    if args.json:
+        print_json({"id": run.id, "method": status.method, "train": train_rows, "eval": eval_rows})
+        return 0
+    console = output_console()
+    console.print(
+        f"{run.id} ({status.method}, {status.state}): {format_count(len(train_rows), 'logged step')}"
+        + (f", {format_count(len(eval_rows), 'evaluation')}" if eval_rows else ""),
+        highlight=False,
+        markup=False,
+    )
+    for title, columns, rows in (("train", train_columns, train_rows), ("eval", eval_columns, eval_rows)):
+        if not rows:
+            continue
+        table = Table(title=title, title_justify="left", box=None, header_style="bold")
+        table.add_column("step", justify="right")
+        for column in columns:
+            table.add_column(step_header(column), justify="right")
+        for row in rows:
+            table.add_row(str(row["step"]), *(format_value(row.get(c)) for c in columns))
+        console.print(table)
+    if not train_rows and not eval_rows:
+        console.print("no step logged yet", highlight=False)
     return 0
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tui_ft.commands import print_json
+from tui_ft.commands import output_console, print_command, print_json
+from tui_ft.display import format_count, format_value
 from tui_ft.errors import UserError
 from tui_ft.workspace import Workspace
 
@@ -52,7 +53,7 @@ def _reporter(quiet: bool):
             print(f"sweep {sweep.id}: {what}", file=sys.stderr, flush=True)
             return
         params = " ".join(f"{k}={v}" for k, v in trial.params.items())
-        value = f"  {sweep.metric} {trial.value:.4g}" if trial.value is not None else ""
+        value = f"  {sweep.metric} {format_value(trial.value)}" if trial.value is not None else ""
         print(
             f"trial {trial.number} {trial.run_id or ''} [{params}] {what}{value}", file=sys.stderr, flush=True
         )
@@ -132,14 +133,11 @@ def sweep_json(ws: Workspace, sweep) -> dict:
 
 
 def print_table(sweep) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    from tui_ft.display import format_value, state_style
+    from tui_ft.display import state_style
 
-    console = Console(soft_wrap=True)
-    if not console.is_terminal:
-        console = Console(width=250, soft_wrap=True)
+    console = output_console()
     keys = list(sweep.grid) + [k for k in sweep.ranges if k not in sweep.grid]
     table = Table("rank", "trial", "run", *keys, sweep.metric, "state", box=None, header_style="bold")
     for rank, t in enumerate(sweep.ranked(), start=1):
@@ -157,9 +155,7 @@ def print_table(sweep) -> None:
         console.print(f"best recipe saved: {sweep.best_recipe}", markup=False, highlight=False)
         from pathlib import Path
 
-        console.print(
-            f"  train it: tui-ft train {Path(sweep.best_recipe).stem}", markup=False, highlight=False
-        )
+        print_command(console, f"  train it: tui-ft train {Path(sweep.best_recipe).stem}")
 
 
 def cmd_sweeps(args, ws: Workspace) -> int:
@@ -192,9 +188,9 @@ def cmd_sweeps(args, ws: Workspace) -> int:
         best = s.best
         done = sum(t.state in ("completed", "pruned", "failed") for t in s.trials)
         best_text = (
-            f"best {s.metric} {best.value:.4g} ({best.run_id})"
+            f"best {s.metric} {format_value(best.value)} ({best.run_id})"
             if best and best.value is not None
             else "no result yet"
         )
-        print(f"{s.id}  {s.state}  {done}/{s.trials_wanted} trials  {best_text}")
+        print(f"{s.id}  {s.state}  {done}/{format_count(s.trials_wanted, 'trial')}  {best_text}")
     return 0

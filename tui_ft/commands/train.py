@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from tui_ft.commands import print_json
+from tui_ft.commands import output_console, print_command, print_json
 from tui_ft.errors import UserError
 from tui_ft.workspace import Workspace
 
@@ -41,13 +41,15 @@ def cmd_train(args, ws: Workspace) -> int:
     from tui_ft.runs.prepare import create_run
 
     loaded = load_recipe(args.recipe, args.overrides, cache_dir=ws.ensure().cache)
+    require_models_reachable(loaded, ws)
     run = create_run(loaded, ws)
     if args.detach:
         proc = spawn_runner(run, detach=True)
         if args.json:
             print_json({"id": run.id, "pid": proc.pid, "path": str(run.path)})
         else:
-            print(run.id)
+            print(run.id, flush=True)  # stdout holds the id alone: RUN=$(tui-ft train X --detach) works
+            print_follow_hints(run.id)
         return 0
     if not args.json:
         print(f"run {run.id}  (log: {run.log_file})", file=sys.stderr)
@@ -59,6 +61,38 @@ def cmd_train(args, ws: Workspace) -> int:
     elif status is not None:
         _print_outcome(run, status)
     return code
+
+
+def print_follow_hints(run_id: str) -> None:
+    """How to follow a run started in the background, one command a line (never wrapped), on stderr
+    so that stdout keeps only the run id."""
+    console = output_console(stderr=True)
+    console.print("running in the background; follow it with:", highlight=False)
+    for command, what in (
+        (f"tui-ft watch {run_id}", "its live dashboard"),
+        (f"tui-ft logs {run_id} --follow", "its output as it comes"),
+        (f"tui-ft runs {run_id}", "where it is"),
+        (f"tui-ft stop {run_id}", "stop it (checkpoint first)"),
+        ("tui-ft", "or the UI, then 3 (Runs)"),
+    ):
+        print_command(console, f"  {command:<{len(run_id) + 24}}  # {what}")
+
+
+def require_models_reachable(loaded, ws: Workspace) -> None:
+    """The recipe's hub models (model.name, rewards.models) are cached or reachable now: offline or with
+    the hub out of reach, exit 2 at once naming the recipe field, not after the loader's retries."""
+    from tui_ft.errors import NotFoundError
+    from tui_ft.modelref import resolve_model
+
+    recipe = loaded.recipe
+    refs = [(("model", "name"), recipe.model.name)]
+    if recipe.rewards is not None:
+        refs += [(("rewards", "models"), ref) for ref in recipe.rewards.models]
+    for path, ref in refs:
+        try:
+            resolve_model(ref, ws, field=".".join(path), reachable=True)
+        except NotFoundError as exc:
+            raise loaded.error(path, exc.message, exc.hint) from None
 
 
 def outcome_json(run, status) -> dict:
@@ -76,7 +110,6 @@ def outcome_json(run, status) -> dict:
 
 def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
     """Show progress from the run's events until the runner exits; Ctrl-C asks for a graceful stop."""
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -89,7 +122,7 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
     from tui_ft.display import format_value
     from tui_ft.runs.rundir import read_events
 
-    console = Console(stderr=True)
+    console = output_console(stderr=True)  # piped: the run's messages are never wrapped
     offset = start_offset
     interrupts = 0
     columns = [
@@ -115,7 +148,8 @@ def _follow_foreground(run, proc, *, quiet: bool, start_offset: int = 0) -> int:
                         total = total if isinstance(total, int) and not isinstance(total, bool) else None
                         progress.update(task, description="training", total=total or None)
                     elif kind == "message" and not quiet:
-                        progress.console.print(f"[dim]{ev.get('text')}[/]", highlight=False)
+                        text = str(ev.get("text"))  # the run's words (paths, reprs): no markup
+                        progress.console.print(text, style="dim", markup=False, highlight=False)
                     elif kind == "train":
                         if _is_number(ev.get("loss")):
                             metrics["loss"] = f"loss {format_value(ev['loss'])}"
@@ -149,16 +183,14 @@ def _is_number(value) -> bool:
 
 
 def _print_outcome(run, status) -> None:
-    from rich.console import Console
+    from tui_ft.display import format_count, format_value
 
-    from tui_ft.display import format_value
-
-    console = Console(stderr=True)
+    console = output_console(stderr=True)
     if status.state == "completed":
         loss = f", loss {format_value(status.loss)}" if status.loss is not None else ""
         ev = f", eval loss {format_value(status.eval_loss)}" if status.eval_loss is not None else ""
-        console.print(f"[green]completed[/] {run.id}: {status.step} steps{loss}{ev}")
-        console.print(f"  model: {run.final}")
+        console.print(f"[green]completed[/] {run.id}: {format_count(status.step, 'step')}{loss}{ev}")
+        print_command(console, f"  model: {run.final}")
         if status.method == "reward":
             from tui_ft.runs.metrics import last_method_metrics
 
@@ -169,7 +201,7 @@ def _print_outcome(run, status) -> None:
                     "  eval:  "
                     + ", ".join(f"{k.removeprefix('eval_')} {format_value(v)}" for k, v in scores.items())
                 )
-            console.print(f"  try:   tui-ft train grpo-lora --set 'rewards.models=[{run.id}]'")
+            print_command(console, f"  try:   tui-ft train grpo-lora --set 'rewards.models=[{run.id}]'")
         elif status.method == "classify":
             from tui_ft.runs.metrics import last_method_metrics
 
@@ -180,13 +212,15 @@ def _print_outcome(run, status) -> None:
                     "  eval:  "
                     + ", ".join(f"{k.removeprefix('eval_')} {format_value(last[k])}" for k in shown)
                 )
-            console.print(f"  more:  tui-ft runs {run.id} (per class and the confusion matrix)")
+            print_command(console, f"  more:  tui-ft runs {run.id}   # per class and the confusion matrix")
         else:
-            console.print(f"  try:   tui-ft generate {run.id} --prompt '...'")
+            print_command(console, f"  try:   tui-ft generate {run.id} --prompt '...'")
     elif status.state == "stopped":
         console.print(
-            f"[yellow]stopped[/] {run.id} at step {status.step}; checkpoint: {status.last_checkpoint}"
+            f"[yellow]stopped[/] {run.id} at step {status.step}; checkpoint: {status.last_checkpoint}",
+            soft_wrap=True,
         )
+        print_command(console, f"  resume: tui-ft resume {run.id}")
     else:
         err = status.error or {}
         console.print(f"[red]{status.state}[/] {run.id}: ", end="")
@@ -266,6 +300,7 @@ def cmd_resume(args, ws: Workspace) -> int:
             print_json({"id": run.id, "pid": proc.pid, "from_step": last.step})
         else:
             print(f"{run.id} resuming from step {last.step}")
+            print_follow_hints(run.id)
         return 0
     if not args.json:
         print(f"resuming {run.id} from step {last.step}", file=sys.stderr)

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from tui_ft.display import format_params
 from tui_ft.errors import UserError, WorkFailed
 from tui_ft.library_noise import quiet_library_noise
 from tui_ft.recipe import validate_recipe
@@ -116,7 +117,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
     )
     trainable, total = count_parameters(model)
     note(
-        f"model: {model_ref.path} ({total / 1e6:.2f}M parameters, {trainable / 1e6:.3f}M trainable, "
+        f"model: {model_ref.path} ({format_params(total)} parameters, {format_params(trainable)} trainable, "
         f"{recipe.adapter.type}{', ' + recipe.model.quantization if recipe.model.quantization != 'none' else ''})",
         trainable_params=trainable,
         total_params=total,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tui_ft.runs.rundir import RunDir, read_events
@@ -66,3 +67,56 @@ def confusion_of(event: dict[str, Any]) -> dict[str, Any] | None:
     if not all(isinstance(row, list) and len(row) == len(labels) for row in matrix):
         return None
     return {"labels": [str(label) for label in labels], "matrix": matrix}
+
+
+# `tui-ft runs RUN --steps`: the columns of the per-step table, in this order where the run logged them.
+# Every method's optimizer state first, then what its trainer is judged by (METHOD_METRICS), DPO's
+# chosen/rejected rewards, and GRPO/RLOO's per-function reward means and completion lengths.
+STEP_COLUMNS = (
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "rewards/chosen",
+    "rewards/rejected",
+    *METHOD_METRICS,
+    "completions/min_length",
+    "completions/max_length",
+    "completions/clipped_ratio",
+)
+# Per-function rewards of GRPO and RLOO: `rewards/<function>/mean`.
+_PER_FUNCTION_REWARD = re.compile(r"^rewards/[^/]+/mean$")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def step_table(run: RunDir, kind: str = "train") -> tuple[list[str], list[dict[str, Any]]]:
+    """Each logged step of `kind` ("train" or "eval") with the method's metrics: (columns, rows), a row
+    per step (`{"step": N, column: value}`), oldest first. A `resume` event at step s supersedes the
+    earlier segment's later steps, as the dashboard reads them. Eval columns keep their `eval_` prefix."""
+    events, _ = read_events(run.events_file)
+    by_step: dict[int, dict[str, Any]] = {}
+    for event in events:
+        step = event.get("step")
+        if event.get("type") == "resume" and isinstance(step, int):
+            by_step = {s: row for s, row in by_step.items() if s <= step}
+        if event.get("type") != kind or not isinstance(step, int) or isinstance(step, bool):
+            continue
+        row = by_step.setdefault(step, {"step": step})
+        row.update({k: v for k, v in event.items() if _is_number(v) and k != "step"})
+    prefix = "eval_" if kind == "eval" else ""
+    wanted = [prefix + name for name in STEP_COLUMNS]
+    seen = {k for row in by_step.values() for k in row}
+    columns = [c for c in wanted if c in seen]
+    columns += sorted(
+        k for k in seen if _PER_FUNCTION_REWARD.match(k.removeprefix(prefix)) and k not in columns
+    )
+    if kind == "eval":  # a mixture's loss per task: eval_<task>_loss
+        columns += sorted(k for k in seen if re.fullmatch(r"eval_.+_loss", k) and k not in columns)
+    rows = [
+        {"step": step, **{c: row[c] for c in columns if c in row}}
+        for step, row in sorted(by_step.items())
+        if any(c in row for c in columns)
+    ]
+    return columns, rows

@@ -248,7 +248,7 @@ class ChatScreen(Screen):
         line.append("  ")
         if info is None:
             return line + Text(self.status_text[side], style="italic")
-        from tui_ft.estimate import format_count
+        from tui_ft.display import format_params as format_count
 
         details = [
             str(info.get("device", "?")),

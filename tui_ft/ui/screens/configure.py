@@ -18,8 +18,9 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
+from tui_ft.display import format_params as format_count
 from tui_ft.errors import UserError
-from tui_ft.estimate import MemoryEstimate, format_bytes, format_count
+from tui_ft.estimate import MemoryEstimate, format_bytes
 from tui_ft.recipe import Recipe, dump_recipe, saved_recipes, saved_recipes_dir, shipped_recipes
 from tui_ft.ui.widgets.recipe_form import FieldSpec, RecipeForm
 from tui_ft.workspace import Workspace
