@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 # Keys that are not commands: leaving a field, moving the divider (the footer shows them where they apply)
 NOT_COMMANDS = {"leave_field", "back"}
+# Textual's own screen keys (focus next/previous...): not tui-ft's
+SCREEN_BASE = {b.action if isinstance(b, Binding) else b[1] for b in Screen.BINDINGS}
 
 
 def place_keys(app: TuiFtApp) -> list[tuple[str, str, Callable[[], object]]]:
@@ -38,8 +40,8 @@ def place_keys(app: TuiFtApp) -> list[tuple[str, str, Callable[[], object]]]:
         screen = stack[0]
         title = next(t for m, t, _ in PLACES if m == mode)
         seen: set[str] = set()
-        for _, binding in screen._bindings:
-            if not binding.description or binding.action in seen:
+        for _, binding in screen._bindings:  # (the screen's merged bindings: Textual pinned)
+            if not binding.description or binding.system or binding.action in seen | SCREEN_BASE:
                 continue
             if binding.action.split("(")[0] in NOT_COMMANDS or binding.action.startswith("split("):
                 continue

@@ -309,7 +309,7 @@ class FieldRow(Horizontal):
         if not text and self.initial_text:
             return f"empty: the recipe's value {kept} is used"
         if text and not number_text_ok(text, self.spec.kind):
-            return f"{text!r} is not {NUMBER_WORDS[self.spec.kind]} yet: the recipe's value {kept} is kept"
+            return f"{text!r} is not yet {NUMBER_WORDS[self.spec.kind]}: the recipe's value {kept} is kept"
         return ""
 
     def text(self) -> str:
