@@ -49,7 +49,7 @@ async def _settle(pilot) -> None:
     app = pilot.app
     for _ in range(400):
         screen = app.screen
-        checked = getattr(screen, "source", None) is None or screen.report is not None
+        checked = not hasattr(screen, "report") or screen.source is None or screen.report is not None
         ready = checked and "checking" not in app.gpu_summary
         if ready:
             break

@@ -25,7 +25,7 @@ from tui_ft.inference.client import GenerationClient
 from tui_ft.monitor.system import GpuSampler, GpuStatus
 from tui_ft.ui.commands import TuiFtCommands
 from tui_ft.ui.screens.datasets import DatasetsScreen
-from tui_ft.ui.widgets.fields import in_field, leave_field
+from tui_ft.ui.widgets.fields import in_field, leave_field, typing_in
 from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
 from tui_ft.workspace import Workspace
 
@@ -169,7 +169,9 @@ class TuiFtApp(App[int]):
         self._poll_gpu()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("quit_from_field", "leave_field"):
+        if action == "quit_from_field":
+            return typing_in(self.screen)
+        if action == "leave_field":
             return in_field(self.screen)
         return True
 

@@ -213,7 +213,7 @@ class ConfigureScreen(Screen):
     """
 
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save recipe", id="configure.save"),
+        Binding("ctrl+s", "save", "Save", id="configure.save"),
         Binding("ctrl+l", "launch", "Launch", id="configure.launch"),
         Binding("ctrl+o", "pick", "Pick recipe", id="configure.pick"),
         Binding("ctrl+g", "sweep", "Sweep", id="configure.sweep"),
@@ -310,12 +310,14 @@ class ConfigureScreen(Screen):
                 yield Static("Memory estimate", id="side-title")
                 yield Static("estimating…", id="estimate")
         yield Static("", id="command")
-        yield Footer()
+        yield Footer(compact=True)  # compact: the keys, Escape and quit fit in 80 columns
 
     def on_mount(self) -> None:
         self._show_command([])
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "split":  # typed into a field that has the keyboard: not offered there
+            return not in_field(self)
         if action == "leave_field":  # shown (and taken) only while a field has the keyboard
             return in_field(self)
         return True

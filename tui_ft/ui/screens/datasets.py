@@ -508,6 +508,8 @@ class DatasetsScreen(Screen):
         self.toggle_class("-no-sidebar")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "split":  # typed into a field that has the keyboard: not offered there
+            return not in_field(self)
         if action == "leave_field":
             return in_field(self)
         return True

@@ -30,6 +30,13 @@ def in_field(screen: Screen) -> bool:
     return not isinstance(screen, ModalScreen) and focused_field(screen) is not None
 
 
+def typing_in(screen: Screen) -> bool:
+    """A field that takes letters (an Input, a TextArea) has the keyboard: `q` is text there, so the
+    footer shows ctrl+q for quitting."""
+    field = focused_field(screen) if not isinstance(screen, ModalScreen) else None
+    return field is not None and field.check_consume_key("q", "q")
+
+
 def leave_field(screen: Screen, to: Widget | None = None) -> bool:
     """Move the keyboard off the focused field (onto `to`, else onto nothing); whether there was one."""
     if focused_field(screen) is None:
