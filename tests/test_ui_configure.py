@@ -96,7 +96,7 @@ def test_pick_edit_and_see_estimate_and_command_at_80x24(ws):
             # pick sft-qlora with the keyboard
             labels = [label for label, _ in recipe_choices(ws)]
             steps = labels.index("sft-qlora") - labels.index("sft-lora")
-            await pilot.press("ctrl+o", "enter")
+            await pilot.press("ctrl+o")  # opens the drop-down
             await pilot.press(*["down" if steps > 0 else "up"] * abs(steps), "enter")
             await until(pilot, lambda: screen.source == find_recipe("sft-qlora"))
             await until(pilot, lambda: screen.last_estimate and "4bit" in screen.last_estimate.dtype)

@@ -188,6 +188,7 @@ async def test_an_unexpected_open_error_is_shown_and_the_next_open_works(demo_ws
         screen.open("chat.jsonl")
         await until(pilot, lambda: "cannot open" in info())
         assert "cannot open chat.jsonl: RuntimeError: the reader tripped" in info()
-        assert any(n.title == "Opening the dataset failed" for n in app._notifications)
+        # the app tells it once the worker's end has bubbled up to it (just after the screen)
+        await until(pilot, lambda: any(n.title == "Opening the dataset failed" for n in app._notifications))
         screen = await open_by_typing(pilot, "chat.jsonl")
         assert "400 rows" in info() and "no errors" in info()

@@ -1,4 +1,5 @@
-"""Snapshots of the shell and the Datasets screen at 80x24 (Textual is pinned; cursor blink off).
+"""Snapshots of every place at 80x24 and at 160x48 (Textual is pinned; cursor blink off): Datasets,
+Configure, Runs (the list and a dashboard), Annotate and Chat.
 
 The workspace sits in the test's own home folder ($HOME points there; the header writes it as
 `~/.local/share/tui-ft`), and the GPU summary is fixed to the no-GPU answer, so the header reads the
@@ -16,6 +17,7 @@ from tui_ft.ui.app import TuiFtApp
 from tui_ft.workspace import Workspace
 
 SIZE = (80, 24)
+SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
 
 
 class SnapshotApp(TuiFtApp):
@@ -47,7 +49,7 @@ async def _settle(pilot) -> None:
     app = pilot.app
     for _ in range(400):
         screen = app.screen
-        checked = getattr(screen, "source", None) is None or screen.report is not None
+        checked = not hasattr(screen, "report") or screen.source is None or screen.report is not None
         ready = checked and "checking" not in app.gpu_summary
         if ready:
             break
@@ -57,9 +59,10 @@ async def _settle(pilot) -> None:
     await pilot.pause()
 
 
-def test_datasets_rows(snap_compare, snapshot_ws):
+@SIZES
+def test_datasets_rows(snap_compare, snapshot_ws, size):
     app = SnapshotApp(snapshot_ws, open_path="chat.jsonl")
-    assert snap_compare(app, terminal_size=SIZE, run_before=_settle, press=["down", "down"])
+    assert snap_compare(app, terminal_size=size, run_before=_settle, press=["down", "down"])
 
 
 def test_datasets_preference_row(snap_compare, snapshot_ws):
@@ -75,6 +78,96 @@ def test_datasets_no_dataset_yet(snap_compare, snapshot_ws):
 def test_shell_annotate_placeholder(snap_compare, snapshot_ws):
     app = SnapshotApp(snapshot_ws, start_mode="annotate")
     assert snap_compare(app, terminal_size=SIZE, run_before=_settle)
+
+
+# --- Configure ------------------------------------------------------------------------------------
+
+
+@SIZES
+def test_configure(snap_compare, snapshot_ws, size):
+    from tests.conftest import until
+    from tui_ft.training_fields import training_fields
+
+    training_fields("sft", cache_dir=snapshot_ws.cache)  # the form's TRL field table, read beforehand
+    app = SnapshotApp(snapshot_ws, start_mode="configure")
+
+    async def run_before(pilot) -> None:
+        await until(pilot, lambda: getattr(pilot.app.screen, "last_estimate", None) is not None, timeout=60)
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+# --- Runs -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Start times are written in local time: the snapshots' is UTC on every machine."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def _recorded_runs(ws: Workspace) -> None:
+    from tests.test_ui_runs import OOM_ERROR, record_run
+
+    record_run(ws, "20261122-080000-sft-lora", checkpoints=(20, 40))
+    record_run(ws, "20261122-082000-sft-lora", state="failed", steps=12, max_steps=40, error=OOM_ERROR)
+    record_run(ws, "20261122-084000-dpo", method="dpo", steps=30, max_steps=30)
+
+
+@SIZES
+def test_runs_list(snap_compare, home, utc, size):
+    from tests.conftest import until
+    from tests.test_ui_runs import SnapshotApp as RunsSnapshotApp
+
+    ws = Workspace(workspace_in(home)).ensure()
+    _recorded_runs(ws)
+    app = RunsSnapshotApp(ws, start_mode="runs")
+
+    async def run_before(pilot) -> None:
+        await until(pilot, lambda: pilot.app.screen.query("#runs-table"))
+        table = pilot.app.screen.query_one("#runs-table")
+        await until(pilot, lambda: table.row_count == 3)
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_runs_dashboard(snap_compare, home, utc, size):
+    from tests.test_ui_runs import SnapshotApp as RunsSnapshotApp
+    from tests.test_ui_runs import _settle_on_dashboard
+
+    ws = Workspace(workspace_in(home)).ensure()
+    _recorded_runs(ws)
+    app = RunsSnapshotApp(ws, start_mode="runs", start_run="20261122-080000-sft-lora")
+    assert snap_compare(app, terminal_size=size, run_before=_settle_on_dashboard)
+
+
+# --- Annotate -------------------------------------------------------------------------------------
+
+
+@SIZES
+def test_annotate_session(snap_compare, snapshot_ws, size):
+    from tests.conftest import until
+    from tui_ft.prefs.session import SessionSpec, remember_annotator, save_spec
+
+    prompts = str(snapshot_ws.data / "preferences.jsonl")  # in the test's home: written as ~/...
+    save_spec(snapshot_ws, SessionSpec(name="rev", prompts=prompts, kind="review"))
+    remember_annotator(snapshot_ws, "ana")
+    app = SnapshotApp(snapshot_ws, start_mode="annotate", annotate_session="rev")
+
+    async def run_before(pilot) -> None:
+        await until(pilot, lambda: getattr(pilot.app.screen, "session", None) is not None, timeout=30)
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 # --- Chat -------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from tui_ft.inference.client import GenerationClient
 from tui_ft.monitor.system import GpuSampler, GpuStatus
 from tui_ft.ui.commands import TuiFtCommands
 from tui_ft.ui.screens.datasets import DatasetsScreen
+from tui_ft.ui.widgets.fields import in_field, leave_field, typing_in
 from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
 from tui_ft.workspace import Workspace
 
@@ -119,11 +120,17 @@ class TuiFtApp(App[int]):
     DEFAULT_MODE = "datasets"
     COMMANDS = App.COMMANDS | {TuiFtCommands}
     BINDINGS = [
+        # ctrl+q quits from anywhere; while a field has the keyboard (where q is a letter) the footer
+        # says so. The first is taken only then; otherwise the second, unshown, quits as Textual's does.
+        Binding("ctrl+q", "quit_from_field", "Quit", priority=True, id="app.quit_from_field"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.quit_anywhere"),
         *(
             Binding(key, f"switch_mode('{mode}')", title, show=False, id=f"app.mode.{mode}")
             for mode, title, key in PLACES
         ),
         Binding("q", "quit", "Quit", id="app.quit"),
+        # a place without an Escape of its own: Escape leaves the field (see widgets/fields.py)
+        Binding("escape", "leave_field", "Leave field", id="app.leave_field"),
     ]
 
     gpu_summary: reactive[str] = reactive("GPU: checking…")
@@ -170,6 +177,19 @@ class TuiFtApp(App[int]):
         triggers one every few seconds), and a key typed then waits for it (`bench/chat_service.py`).
         Called once the first screen is drawn and again when a screen is first built."""
         gc.freeze()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "quit_from_field":
+            return typing_in(self.screen)
+        if action == "leave_field":
+            return in_field(self.screen)
+        return True
+
+    async def action_quit_from_field(self) -> None:
+        await self.action_quit()
+
+    def action_leave_field(self) -> None:
+        leave_field(self.screen)
 
     # --- GPU summary (poll without overlap: the next sample is scheduled when the last one ended) ----
 

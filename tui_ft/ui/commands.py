@@ -1,4 +1,5 @@
-"""The command palette's tui-ft commands: go to a place, open a dataset, open a run, find rows."""
+"""The command palette's tui-ft commands: go to a place, open a dataset, open a run, find rows, and
+every key of every place (the bindings of each place's screen, once it has been opened)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,59 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
 
 from tui_ft.data.sources import DATA_SUFFIXES
 from tui_ft.ui.widgets.shell import PLACES
 
 if TYPE_CHECKING:
     from tui_ft.ui.app import TuiFtApp
+
+
+# Keys that are not commands: leaving a field, moving the divider (the footer shows them where they apply)
+NOT_COMMANDS = {"leave_field", "back"}
+# Textual's own screen keys (focus next/previous...): not tui-ft's
+SCREEN_BASE = {b.action if isinstance(b, Binding) else b[1] for b in Screen.BINDINGS}
+
+
+def place_keys(app: TuiFtApp) -> list[tuple[str, str, Callable[[], object]]]:
+    """(name, help, callback) for each key of each place whose screen exists: the current place's
+    first. A key of another place switches there, then acts."""
+    found: list[tuple[str, str, Callable[[], object]]] = []
+    modes = [mode for mode, _, _ in PLACES]
+    current = app.current_mode
+    for mode in sorted(modes, key=lambda m: m != current):
+        try:
+            stack = app.get_screen_stack(mode)
+        except KeyError:
+            continue
+        if not stack:
+            continue
+        screen = stack[0]
+        title = next(t for m, t, _ in PLACES if m == mode)
+        seen: set[str] = set()
+        for _, binding in screen._bindings:  # (the screen's merged bindings: Textual pinned)
+            if not binding.description or binding.system or binding.action in seen | SCREEN_BASE:
+                continue
+            if binding.action.split("(")[0] in NOT_COMMANDS or binding.action.startswith("split("):
+                continue
+            seen.add(binding.action)
+            found.append(
+                (
+                    f"{title}: {binding.description}",
+                    f"key {app.get_key_display(binding)} on the {title} screen",
+                    partial(_act, app, mode, screen, binding),
+                )
+            )
+    return found
+
+
+async def _act(app: TuiFtApp, mode: str, screen: Screen, binding: Binding) -> None:
+    if app.current_mode != mode:
+        await app.switch_mode(mode)
+    await app.run_action(binding.action, screen)
 
 
 class TuiFtCommands(Provider):
@@ -54,6 +101,7 @@ class TuiFtCommands(Provider):
                 ("Overlay runs…", "draw the loss curves of several runs in one chart", "o", "overlay"),
             )
         ]
+        commands += place_keys(app)
         data = app.workspace.data
         if data.is_dir():
             for path in sorted(data.iterdir()):

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
@@ -22,10 +23,13 @@ from tui_ft.display import format_params as format_count
 from tui_ft.errors import UserError
 from tui_ft.estimate import MemoryEstimate, format_bytes
 from tui_ft.recipe import Recipe, dump_recipe, saved_recipes, saved_recipes_dir, shipped_recipes
+from tui_ft.ui.widgets.fields import in_field, leave_field
 from tui_ft.ui.widgets.recipe_form import FieldSpec, RecipeForm
 from tui_ft.workspace import Workspace
 
 ESTIMATE_DELAY_S = 0.3
+SPLIT_STEP = 5  # percent of the width moved by one press of [ or ]
+SPLIT_RANGE = (30, 85)  # the form's share of the width, in percent
 
 
 def recipe_choices(ws: Workspace) -> list[tuple[str, str]]:
@@ -203,18 +207,36 @@ class ConfigureScreen(Screen):
     ConfigureScreen .picker { width: 32; }
     ConfigureScreen #form-state { width: 1fr; padding: 0 0 0 2; }
     ConfigureScreen #main { height: 1fr; }
-    ConfigureScreen #form-holder { width: 1fr; height: 1fr; }
-    ConfigureScreen #side { width: 30; height: 1fr; border-left: solid $panel; padding: 0 0 0 1; }
+    ConfigureScreen #form-holder { width: 1fr; min-width: 30; height: 1fr; }
+    ConfigureScreen #side { width: 36%; min-width: 24; height: 1fr; border-left: solid $panel; padding: 0 0 0 1; }
     ConfigureScreen #side-title { text-style: bold; }
     ConfigureScreen #command { height: auto; max-height: 4; background: $boost; padding: 0 1; }
     """
 
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save recipe", id="configure.save"),
+        Binding("ctrl+s", "save", "Save", id="configure.save"),
         Binding("ctrl+l", "launch", "Launch", id="configure.launch"),
         Binding("ctrl+o", "pick", "Pick recipe", id="configure.pick"),
         Binding("ctrl+g", "sweep", "Sweep", id="configure.sweep"),
+        # typed into a field while one has the keyboard; after Escape they move the divider
+        Binding(
+            "left_square_bracket",
+            f"split(-{SPLIT_STEP})",
+            "Narrower form",
+            group=Binding.Group("Divider"),
+            id="configure.split_left",
+        ),
+        Binding(
+            "right_square_bracket",
+            f"split({SPLIT_STEP})",
+            "Wider form",
+            group=Binding.Group("Divider"),
+            id="configure.split_right",
+        ),
+        Binding("escape", "leave_field", "Leave field", id="configure.leave_field"),
     ]
+
+    split: reactive[int] = reactive(64, init=False)  # the form's share of the width, in percent
 
     @dataclass
     class EstimateReady(Message):
@@ -289,10 +311,29 @@ class ConfigureScreen(Screen):
                 yield Static("Memory estimate", id="side-title")
                 yield Static("estimating…", id="estimate")
         yield Static("", id="command")
-        yield Footer()
+        yield Footer(compact=True)  # compact: the keys, Escape and quit fit in 80 columns
 
     def on_mount(self) -> None:
         self._show_command([])
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "split":  # typed into a field that has the keyboard: not offered there
+            return not in_field(self)
+        if action == "leave_field":  # shown (and taken) only while a field has the keyboard
+            return in_field(self)
+        return True
+
+    def action_leave_field(self) -> None:
+        """Escape: the keyboard leaves the field (its value stays as typed); the place's keys live again."""
+        leave_field(self)
+
+    def action_split(self, step: int) -> None:
+        """Move the divider between the form and the memory estimate by `step` percent of the width."""
+        low, high = SPLIT_RANGE
+        self.split = max(low, min(high, self.split + step))
+
+    def watch_split(self, split: int) -> None:
+        self.query_one("#side").styles.width = f"{100 - split}%"
 
     def on_unmount(self) -> None:
         if self._gpu_sampler is not None:
@@ -335,7 +376,10 @@ class ConfigureScreen(Screen):
                     control.value = value
 
     def action_pick(self) -> None:
-        self.query(".picker").last().focus()
+        """Open the recipe drop-down (Enter picks, Escape closes it)."""
+        picker = self.query(".picker").last(Select)
+        picker.focus()
+        picker.action_show_overlay()
 
     @on(RecipeForm.Changed)
     def _form_changed(self, event: RecipeForm.Changed) -> None:

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.lazy import Lazy
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import (
     DirectoryTree,
@@ -41,7 +42,8 @@ from tui_ft.data.sources import DatasetSource, JsonlSource, Row, open_dataset
 from tui_ft.data.validation import CheckCancelled
 from tui_ft.errorlog import describe
 from tui_ft.errors import DataError
-from tui_ft.ui.widgets.data_browser import DataTree, PathSuggester
+from tui_ft.ui.widgets.data_browser import DataTree, FolderLabel, PathSuggester
+from tui_ft.ui.widgets.fields import in_field, leave_field
 from tui_ft.ui.widgets.row_table import RowTable
 from tui_ft.ui.widgets.row_view import RowView
 from tui_ft.ui.widgets.shell import ShellHeader, short_path
@@ -49,6 +51,8 @@ from tui_ft.ui.widgets.token_view import TokenPanel
 
 _PROGRESS_EVERY_S = 0.1
 _FIRST_ROWS = 100  # read by the open worker and painted at once: more than the tallest screen shows
+SPLIT_STEP = 5  # percent of the width moved by one press of [ or ]
+SPLIT_RANGE = (15, 70)  # the file tree's share of the width, in percent
 
 
 def _name(source: DatasetSource) -> str:
@@ -70,8 +74,27 @@ class DatasetsScreen(Screen):
         Binding("e", "tab('tab-errors')", "Errors", id="datasets.errors"),
         Binding("p", "toggle_part", "Chosen/rejected", show=False, id="datasets.part"),
         Binding("ctrl+b", "toggle_sidebar", "Files", show=False, id="datasets.sidebar"),
+        # typed into a field while one has the keyboard; after Escape they move the divider
+        Binding(
+            "left_square_bracket",
+            f"split(-{SPLIT_STEP})",
+            "Narrower files",
+            group=Binding.Group("Divider"),
+            id="datasets.split_left",
+        ),
+        Binding(
+            "right_square_bracket",
+            f"split({SPLIT_STEP})",
+            "Wider files",
+            group=Binding.Group("Divider"),
+            id="datasets.split_right",
+        ),
+        # Escape leaves a field first (taken only while one has the keyboard), then goes back
+        Binding("escape", "leave_field", "Leave field", id="datasets.leave_field"),
         Binding("escape", "back", "Back", show=False, id="datasets.back"),
     ]
+
+    split: reactive[int] = reactive(33, init=False)  # the file tree's share of the width, in percent
 
     # --- messages from the workers -------------------------------------------------------------------
 
@@ -152,7 +175,7 @@ class DatasetsScreen(Screen):
                     compact=True,
                     id="ds-path",
                 )
-                yield Label(f"files in {short_path(tree_root)}", id="ds-tree-label")
+                yield FolderLabel(short_path(tree_root), id="ds-tree-label")
                 yield DataTree(tree_root, id="ds-tree")
             with Vertical(id="ds-body"):
                 yield Static(
@@ -483,6 +506,32 @@ class DatasetsScreen(Screen):
 
     def action_toggle_sidebar(self) -> None:
         self.toggle_class("-no-sidebar")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "split":  # typed into a field that has the keyboard: not offered there
+            return not in_field(self)
+        if action == "leave_field":
+            return in_field(self)
+        return True
+
+    def action_leave_field(self) -> None:
+        """Escape in a field: the find bar closes onto the table; the path box hands over to the tree."""
+        focused = self.focused
+        if focused is not None and focused.id == "ds-find":
+            self.action_back()
+        elif focused is not None and focused.id == "ds-path":
+            leave_field(self, self.query_one("#ds-tree"))
+        else:
+            leave_field(self)
+
+    def action_split(self, step: int) -> None:
+        """Move the divider between the file tree and the dataset by `step` percent of the width."""
+        low, high = SPLIT_RANGE
+        self.remove_class("-no-sidebar")
+        self.split = max(low, min(high, self.split + step))
+
+    def watch_split(self, split: int) -> None:
+        self.query_one("#ds-sidebar").styles.width = f"{split}%"
 
     def action_back(self) -> None:
         if self.has_class("-searching"):

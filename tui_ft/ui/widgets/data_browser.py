@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from textual.suggester import Suggester
-from textual.widgets import DirectoryTree
+from textual.widgets import DirectoryTree, Static
 
 from tui_ft.data.sources import DATA_SUFFIXES
 
@@ -58,3 +58,31 @@ class DataTree(DirectoryTree):
             for p in paths
             if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in DATA_SUFFIXES)
         ]
+
+
+def fit_left(text: str, width: int) -> str:
+    """`text` cut from the left to `width` cells (`…` where it was cut), so a path's end shows."""
+    if width <= 0 or len(text) <= width:
+        return text
+    if width == 1:
+        return "…"
+    return "…" + text[len(text) - width + 1 :]
+
+
+class FolderLabel(Static):
+    """ "files in FOLDER" over the tree: the folder's path cut from the left to the width it has, so
+    its own name (the end) is what always shows; the whole path on hover."""
+
+    def __init__(self, folder: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.folder = folder
+        self.tooltip = folder
+
+    def render(self) -> str:
+        prefix = "files in "
+        width = self.content_region.width or self.size.width
+        if not width:
+            return prefix + self.folder
+        if len(prefix) + min(len(self.folder), 12) > width:
+            prefix = ""
+        return prefix + fit_left(self.folder, width - len(prefix))

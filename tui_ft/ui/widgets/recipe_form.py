@@ -81,6 +81,41 @@ class FieldSpec:
         return "f-" + "--".join(self.path)
 
 
+class NumberInput(Input):
+    """An Input for a whole number or a number: a character that cannot be part of one is refused
+    (as Textual's `type=` does) and said (`Refused`), rather than vanishing without a word."""
+
+    @dataclass
+    class Refused(Message):
+        input: NumberInput
+        text: str
+
+        @property
+        def control(self) -> NumberInput:
+            return self.input
+
+    _typed = ""
+
+    def replace(self, text: str, start: int, end: int) -> None:
+        self._typed = text
+        super().replace(text, start, end)
+
+    def restricted(self) -> None:
+        self.post_message(self.Refused(self, self._typed))
+
+
+def number_text_ok(text: str, kind: Kind) -> bool:
+    """`text` is a complete whole number (`int`) or number (`float`), as YAML and `--set` read it."""
+    try:
+        (int if kind == "int" else float)(text.replace("_", ""))
+    except ValueError:
+        return False
+    return True
+
+
+NUMBER_WORDS = {"int": "a whole number (e.g. 8)", "float": "a number (e.g. 0.0002 or 2e-4)"}
+
+
 def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
@@ -180,7 +215,10 @@ class FieldRow(Horizontal):
 
     DEFAULT_CSS = """
     FieldRow { height: auto; }
-    FieldRow > Label { width: 24; padding: 0 1 0 0; color: $text-muted; }
+    FieldRow > Label {
+        width: 40%; min-width: 14; max-width: 30; padding: 0 1 0 0; color: $text-muted;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
     FieldRow > .control { width: 1fr; }
     FieldRow.-changed > Label { color: $accent; text-style: bold; }
     FieldRow.-hidden { display: none; }
@@ -202,7 +240,9 @@ class FieldRow(Horizontal):
     def compose(self) -> ComposeResult:
         spec = self.spec
         label = Label(spec.path[-1])
-        label.tooltip = spec.help or None
+        # a long name is cut with an ellipsis, never broken mid-word: the whole key is on hover and in
+        # the help line under the form while the row has the focus
+        label.tooltip = f"{spec.key}: {spec.help}" if spec.help else spec.key
         yield label
         control: Widget
         if spec.kind == "select":
@@ -218,8 +258,16 @@ class FieldRow(Horizontal):
             )
         elif spec.kind == "switch":
             control = Switch(bool(spec.initial), animate=False, id=spec.widget_id)
+        elif spec.kind in ("int", "float"):
+            control = NumberInput(
+                self.initial_text,
+                placeholder=self.empty_means(),
+                type="integer" if spec.kind == "int" else "number",
+                compact=True,
+                id=spec.widget_id,
+            )
         else:
-            input_type = {"int": "integer", "float": "number"}.get(spec.kind, "text")
+            input_type = "text"
             placeholder = spec.default_text or ("none" if spec.optional else "")
             control = Input(
                 self.initial_text,
@@ -235,6 +283,34 @@ class FieldRow(Horizontal):
     @property
     def control(self) -> Widget:
         return self.query_one(f"#{self.spec.widget_id}")
+
+    @property
+    def is_number(self) -> bool:
+        return self.spec.kind in ("int", "float")
+
+    def empty_means(self) -> str:
+        """What an empty number field stands for: the recipe's value (its own, or the default it
+        leaves in place), said in the field while it is empty."""
+        if self.initial_text:
+            return f"recipe's value: {self.initial_text}"
+        if self.spec.default_text:
+            return f"recipe's value: default {self.spec.default_text}"
+        return "recipe's value: none"
+
+    def note(self) -> str:
+        """A line under a number field whose text is not a number (yet), or empty: the recipe's value
+        holds until a valid number is typed."""
+        if not self.is_number:
+            return ""
+        text = self.text()
+        kept = self.initial_text or (
+            f"default {self.spec.default_text}" if self.spec.default_text else "none"
+        )
+        if not text and self.initial_text:
+            return f"empty: the recipe's value {kept} is used"
+        if text and not number_text_ok(text, self.spec.kind):
+            return f"{text!r} is not yet {NUMBER_WORDS[self.spec.kind]}: the recipe's value {kept} is kept"
+        return ""
 
     def text(self) -> str:
         """The row's current value, as text (its initial text until its control is composed)."""
@@ -258,6 +334,8 @@ class FieldRow(Horizontal):
         if text == self.initial_text:
             return None
         spec = self.spec
+        if self.is_number and (not text or not number_text_ok(text, spec.kind)):
+            return None  # empty or not a number yet: the recipe's value holds
         if not text:
             text = spec.default_text or "null" if (spec.optional or spec.default_text) else ""
         elif spec.kind in ("text", "select"):
@@ -275,6 +353,8 @@ class RecipeForm(Vertical):
     RecipeForm Collapsible > Contents { padding: 0 0 0 1; height: auto; }
     RecipeForm .field-error { color: $error; padding: 0 0 0 2; height: auto; }
     RecipeForm .field-error.-empty { display: none; }
+    RecipeForm .field-note { color: $warning; padding: 0 0 0 2; height: auto; }
+    RecipeForm .field-note.-empty { display: none; }
     RecipeForm #form-error { color: $error; height: auto; }
     RecipeForm #form-error.-empty { display: none; }
     RecipeForm #form-help { height: 2; color: $text-muted; border-top: solid $panel; }
@@ -341,6 +421,7 @@ class RecipeForm(Vertical):
 
     def _row(self, spec: FieldSpec) -> ComposeResult:
         yield FieldRow(spec)
+        yield Static("", id="note-" + spec.widget_id, classes="field-note -empty")
         yield Static("", id="err-" + spec.widget_id, classes="field-error -empty")
 
     def on_mount(self) -> None:
@@ -451,10 +532,30 @@ class RecipeForm(Vertical):
         event.stop()
         if not self._ready:
             return
+        if isinstance(control, NumberInput):
+            self._note(control, None)
         if control is not None and control.id == FieldSpec(("method",), "select", "").widget_id:
             self._load_training_fields(self._method())
         self._apply_relevance()
         self.revalidate()
+
+    @on(NumberInput.Refused)
+    def _refused(self, event: NumberInput.Refused) -> None:
+        event.stop()
+        self._note(event.input, event.text)
+
+    def _note(self, control: NumberInput, refused: str | None) -> None:
+        """Say under a number field what it takes: after a refused character, or while its text is
+        not a number yet (the recipe's value is kept), or while it is empty."""
+        row = next((a for a in control.ancestors if isinstance(a, FieldRow)), None)
+        if row is None:
+            return
+        text = row.note()
+        if refused is not None and refused.strip():
+            text = f"{row.spec.path[-1]} takes {NUMBER_WORDS[row.spec.kind]}: {refused.strip()!r} cannot be typed here"
+        for static in self.query(f"#note-{row.spec.widget_id}").results(Static):
+            static.update(text)
+            static.set_class(not text, "-empty")
 
     @on(Input.Submitted, "#add-training")
     def _add_training_key(self, event: Input.Submitted) -> None:

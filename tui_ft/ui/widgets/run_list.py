@@ -29,6 +29,14 @@ from tui_ft.ui.widgets.run_format import progress_bar, state_text
 LIST_POLL_S = 2.0
 LIST_POLL_BEHIND_S = 5.0  # while a dashboard hides the list: only for other runs' alerts
 RUN_COLUMNS = ("run", "state", "method", "progress", "loss", "started", "duration")
+DROP_ORDER = ("started", "duration")  # least important first: the run id starts with its start time
+CELL_PADDING = 2  # a DataTable cell's padding, both sides together
+SCROLLBAR = 2
+
+
+def _cell_len(cell: Any) -> int:
+    """How many terminal cells a table cell takes (plain strings as they are: the table shows them so)."""
+    return cell.cell_len if isinstance(cell, Text) else Text(str(cell)).cell_len
 
 
 class RunList(Vertical):
@@ -122,24 +130,39 @@ class RunList(Vertical):
 
     # --- the table -----------------------------------------------------------------------------------
 
-    def _columns(self) -> tuple[str, ...]:
-        """The list's columns; below 100 columns `started` goes (the run id starts with it)."""
+    def _columns(self, cells: list[dict[str, Any]]) -> tuple[str, ...]:
+        """The columns that fit the width, from every column down: the least important go first
+        (`DROP_ORDER`); the key ones (id, state, method, progress, loss) stay whatever the width."""
         width = self.screen.size.width  # the screen's: a hidden list has no width of its own
-        if width and width < 100:
-            return tuple(c for c in RUN_COLUMNS if c != "started")
-        return RUN_COLUMNS
+        if not width:
+            return RUN_COLUMNS
+        needed = {
+            column: max([len(column), *(_cell_len(row[column]) for row in cells)]) + CELL_PADDING
+            for column in RUN_COLUMNS
+        }
+        columns = list(RUN_COLUMNS)
+        for column in DROP_ORDER:
+            if sum(needed[c] for c in columns) + SCROLLBAR <= width:
+                break
+            columns.remove(column)
+        return tuple(columns)
 
     def on_resize(self) -> None:
-        if self.rows and self._columns() != self._table_columns:
+        if self.rows and self._columns(self._all_cells()) != self._table_columns:
             self.fill()
+
+    def _all_cells(self) -> list[dict[str, Any]]:
+        text = self.query_one("#runs-filter", Input).value
+        return [self._cells(row) for row in self.rows if not text or row.matches(text)]
 
     def fill(self) -> None:
         """Show the rows that match the filter (the table changes only where they changed)."""
         table = self.query_one("#runs-table", DataTable)
         text = self.query_one("#runs-filter", Input).value
         rows = [row for row in self.rows if not text or row.matches(text)]
-        columns = self._columns()
-        cells = [tuple(self._cells(row)[c] for c in columns) for row in rows]
+        all_cells = [self._cells(row) for row in rows]
+        columns = self._columns(all_cells)
+        cells = [tuple(row_cells[c] for c in columns) for row_cells in all_cells]
         signature = [(row.id, *map(str, c)) for row, c in zip(rows, cells, strict=True)]
         if columns != self._table_columns:
             self._table_columns = columns
