@@ -604,7 +604,7 @@ async def _settle_on_dashboard(pilot) -> None:
     app = pilot.app
     await until(pilot, lambda: "checking" not in app.gpu_summary and app.screen.refreshes >= 1)
     await pilot.pause(0.2)
-    shown = lambda: [c for c in app.screen.query(MetricChart) if c.has_data() and c.is_on_screen]  # noqa: E731
+    shown = lambda: [c for c in app.screen.query(MetricChart) if c.has_data() and c.plot_on_screen]  # noqa: E731
     await until(pilot, lambda: shown() and all(c.up_to_date for c in shown()))
     await pilot.pause()
 
