@@ -113,7 +113,8 @@ def row_ticks(low: float, high: float, rows: int) -> tuple[float, float, list[fl
     first = math.ceil(axis_low / step - eps)
     last = math.floor(axis_high / step + eps)
     ticks = [k * step for k in range(first, last + 1)]
-    return axis_low, axis_high, ticks, tick_labels(ticks, step)
+    # min/max: float error must not leave the data's ends a hair outside (a row is far coarser)
+    return min(axis_low, low), max(axis_high, high), ticks, tick_labels(ticks, step)
 
 
 def short_label(name: str) -> str:
@@ -271,6 +272,10 @@ class MetricChart(Vertical):
         """Some of the plot is in view (only then is it drawn): on the screen's map and not clipped
         away by the scrolling grid."""
         return _in_view(self._plot)
+
+    def plot_region(self):  # noqa: ANN201 - a textual Region
+        """Where the plot is on screen."""
+        return self._plot.region
 
     @property
     def up_to_date(self) -> bool:
