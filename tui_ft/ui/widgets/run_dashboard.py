@@ -186,8 +186,9 @@ def alert_text(
 def charts_note(
     status: Status | None, status_error: str | None, log: list[str], system_samples: bool
 ) -> Text:
-    """What the Charts tab shows while the run has logged no training step: why (the error of a run that
-    failed or crashed), its last status, the samples there are elsewhere and the end of its output."""
+    """What the Charts tab shows while the run has logged no training step: that it has not, its last
+    status, the samples there are elsewhere and the end of its output (the error of a run that failed
+    or crashed is in the alert over the tabs)."""
     lines: list[Text] = []
     if status is None:
         lines.append(Text(status_error or "reading the run…", style="red" if status_error else "dim"))
@@ -195,13 +196,8 @@ def charts_note(
         lines.append(
             Text(f"No training step logged yet: the run is {status.state}; charts appear with the first.")
         )
-    else:
+    else:  # its error and hint, if any, are in the alert over the tabs
         lines.append(Text(f"No training step was logged: the run {status.state} before its first."))
-        error = status.error or {}
-        if error.get("message"):
-            lines.append(Text.assemble(("✗ ", "bold red"), (str(error["message"]), "red")))
-        if error.get("hint"):
-            lines.append(Text.assemble(("hint: ", "bold"), str(error["hint"])))
     if status is not None:
         bits = [status.state, f"step {status.step}" + (f"/{status.max_steps}" if status.max_steps else "")]
         if status.updated:
