@@ -432,6 +432,11 @@ class ChartGrid(VerticalScroll):
         await self._grid.mount(chart, before=before)
         self._relayout()
 
+    async def add_charts(self, charts: list[MetricChart]) -> None:
+        """Several charts at once, after those there are (one layout for all)."""
+        await self._grid.mount_all(charts)
+        self._relayout()
+
     async def clear(self) -> None:
         await self._grid.remove_children()
         self._relayout()

@@ -52,8 +52,8 @@ IDLE_RUN_POLL_S = 3.0  # a finished run (it may be resumed from elsewhere)
 LOG_LINES = 300
 NOTE_LOG_LINES = 8  # the last lines of output.log the Charts tab shows while it has no chart
 
-#: The dashboard's tabs: (pane id, key). The key is the one letter of its title no other key of the
-#: Runs screen takes.
+#: The dashboard's tabs: (pane id, key, title). Each key is a letter no other key of the Runs screen
+#: takes (shown before the title in the tab bar).
 TAB_KEYS: tuple[tuple[str, str, str], ...] = (
     ("tab-charts", "g", "Charts"),
     ("tab-system", "y", "System"),
@@ -684,11 +684,16 @@ class RunDashboard(Vertical):
         have = {chart.id: chart for chart in grid.charts}
         names = set(snap.metric_names)
         order = [group_id for group_id, _, _ in CHART_GROUPS]
-        for group_id, title, series in CHART_GROUPS:
-            chart_id = f"chart-{group_id.replace('/', '-')}"
-            present = [n for n in series if n in names]
-            if not present:
-                continue
+        wanted = [
+            (group_id, title, series, f"chart-{group_id.replace('/', '-')}")
+            for group_id, title, series in CHART_GROUPS
+            if any(n in names for n in series)
+        ]
+        if not have and wanted:  # the first read: every chart at once, laid out (and drawn) once
+            charts = [MetricChart(title, series, id=chart_id) for _, title, series, chart_id in wanted]
+            await grid.add_charts(charts)
+            have = {chart.id: chart for chart in charts}
+        for group_id, title, series, chart_id in wanted:
             chart = have.get(chart_id)
             if chart is None:
                 chart = MetricChart(title, series, id=chart_id)
