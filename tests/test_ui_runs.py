@@ -1,8 +1,9 @@
 """The Runs screen: the run list and the dashboard, on run directories recorded with the runner's own
 writers (`EventWriter`, status.json), on a run a thread keeps appending to, and on real detached demo runs.
 
-Snapshots (80x24, fixed times, a fixed clock, the workspace in the test's home folder and the no-GPU
-header line) of each state: finished, running, crashed, failed out of memory. Regenerate after a deliberate change with
+Snapshots (80x24 and 160x48, fixed times, a fixed clock, the workspace in the test's home folder and the
+no-GPU header line) of each state: finished, running, crashed, failed out of memory, failed before its
+first step; and a GRPO run's six charts. Regenerate after a deliberate change with
 `pytest tests/test_ui_runs.py --snapshot-update`, then look at the SVGs.
 """
 
@@ -604,39 +605,78 @@ async def _settle_on_dashboard(pilot) -> None:
     app = pilot.app
     await until(pilot, lambda: "checking" not in app.gpu_summary and app.screen.refreshes >= 1)
     await pilot.pause(0.2)
-    shown = lambda: [c for c in app.screen.query(MetricChart) if c.has_data() and c.is_on_screen]  # noqa: E731
+    shown = lambda: [c for c in app.screen.query(MetricChart) if c.has_data() and c.plot_on_screen]  # noqa: E731
     await until(pilot, lambda: shown() and all(c.up_to_date for c in shown()))
     await pilot.pause()
 
 
-def _snap(snap_compare, ws: Workspace, run_id: str) -> bool:
+def _snap(snap_compare, ws: Workspace, run_id: str, size: tuple[int, int] = SIZE, press=()) -> bool:
     app = SnapshotApp(ws, start_mode="runs", start_run=run_id)
-    return snap_compare(app, terminal_size=SIZE, run_before=_settle_on_dashboard)
+    return snap_compare(app, terminal_size=size, run_before=_settle_on_dashboard, press=list(press))
 
 
-def test_snapshot_finished(snap_compare, snapshot_ws):
+SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+
+
+@SIZES
+def test_snapshot_finished(snap_compare, snapshot_ws, size):
     record_run(snapshot_ws, "20261122-080000-sft-lora", checkpoints=(20, 40))
-    assert _snap(snap_compare, snapshot_ws, "20261122-080000-sft-lora")
+    assert _snap(snap_compare, snapshot_ws, "20261122-080000-sft-lora", size)
 
 
-def test_snapshot_running(snap_compare, snapshot_ws, stand_in_runners):
+@SIZES
+def test_snapshot_running(snap_compare, snapshot_ws, stand_in_runners, size):
     proc = stand_in_runners()
     record_run(snapshot_ws, "20261122-090000-sft-lora", state="running", steps=24, max_steps=60, pid=proc.pid)
-    assert _snap(snap_compare, snapshot_ws, "20261122-090000-sft-lora")
+    assert _snap(snap_compare, snapshot_ws, "20261122-090000-sft-lora", size)
 
 
-def test_snapshot_crashed(snap_compare, snapshot_ws):
+@SIZES
+def test_snapshot_crashed(snap_compare, snapshot_ws, size):
     record_run(
         snapshot_ws, "20261122-090000-sft-lora", state="crashed", steps=24, max_steps=60, error=CRASH_ERROR
     )
-    assert _snap(snap_compare, snapshot_ws, "20261122-090000-sft-lora")
+    assert _snap(snap_compare, snapshot_ws, "20261122-090000-sft-lora", size)
 
 
-def test_snapshot_failed_out_of_memory(snap_compare, snapshot_ws):
+@SIZES
+def test_snapshot_failed_out_of_memory(snap_compare, snapshot_ws, size):
     record_run(
         snapshot_ws, "20261122-082000-sft-lora", state="failed", steps=12, max_steps=40, error=OOM_ERROR
     )
-    assert _snap(snap_compare, snapshot_ws, "20261122-082000-sft-lora")
+    assert _snap(snap_compare, snapshot_ws, "20261122-082000-sft-lora", size)
+
+
+@SIZES
+def test_snapshot_failed_before_its_first_step(snap_compare, snapshot_ws, size):
+    """The Charts tab of a run with no logged step: why, its last status and the end of its output."""
+    run = record_run(
+        snapshot_ws, "20261122-082000-sft-lora", state="failed", steps=0, max_steps=40, error=OOM_ERROR
+    )
+    run.log_file.write_text("loading demo-tiny\ntorch.OutOfMemoryError: CUDA out of memory\n")
+    app = SnapshotApp(snapshot_ws, start_mode="runs", start_run=run.id)
+
+    async def settle(pilot) -> None:
+        await until(pilot, lambda: "checking" not in app.gpu_summary and app.screen.refreshes >= 1)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=settle)
+
+
+@SIZES
+def test_snapshot_grpo_charts(snap_compare, snapshot_ws, size):
+    """Six charts: at 80x24 the last row is out of view (`n` in the footer); `n` brings it in."""
+    run = record_run(snapshot_ws, "20261122-080000-grpo-lora", method="grpo")
+    with EventWriter(run.events_file) as events:
+        for step in range(2, 41, 2):
+            events.write(
+                "train",
+                t=T0 + 3 + step / 2,
+                step=step,
+                reward=0.2 + 0.5 * (1 - math.exp(-step / 10)),
+                kl=0.01 * step,
+            )
+    assert _snap(snap_compare, snapshot_ws, run.id, size, press=["n"] if size == (80, 24) else [])
 
 
 async def test_sweep_view_ranks_the_trials_and_overlays_their_losses(ws):

@@ -40,6 +40,7 @@ from tui_ft.data.formats import Format, detect_format
 from tui_ft.data.search import find_row
 from tui_ft.data.sources import DatasetSource, JsonlSource, Row, open_dataset
 from tui_ft.data.validation import CheckCancelled
+from tui_ft.display import format_count
 from tui_ft.errorlog import describe
 from tui_ft.errors import DataError
 from tui_ft.ui.widgets.data_browser import DataTree, FolderLabel, PathSuggester
@@ -354,6 +355,11 @@ class DatasetsScreen(Screen):
         errors.add_options(options)
         if options:
             errors.highlighted = 0
+        elif not report.error_count:  # a clean file says so rather than leaving the tab blank
+            checked = format_count(report.rows, "row")
+            errors.add_option(
+                Option(f"no errors in {Path(report.path).name} ({checked} checked)", disabled=True)
+            )
         if report.error_count > len(report.errors):
             errors.add_option(Option(f"… and {report.error_count - len(report.errors)} more", disabled=True))
         label = f"Errors ({report.error_count})" if report.error_count else "Errors"

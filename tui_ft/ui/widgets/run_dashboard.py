@@ -5,12 +5,17 @@ It tails the run with a `RunHistory` on a worker: each refresh reads only what t
 downsamples the charted series that changed to their chart's width, and posts one message; the next
 refresh is scheduled when the last one ended (handled or failed), so a slow read never piles up and a
 failed one does not stop the dashboard. Charts repaint only when their data changed, at most every
-`charts.MIN_REDRAW_S`. A run that ends and a watchdog alarm are posted as `RunDashboard.Alert`.
+`charts.MIN_REDRAW_S`, and only while on screen (the charts of a hidden tab are fed, not drawn). A run
+that ends and a watchdog alarm are posted as `RunDashboard.Alert`.
+
+Keys (in the footer): a letter per tab (`g` Charts, `y` System, `l` Log, `k` Checkpoints, `e` Eval,
+`m` Compare) and `n` / `N` to bring the next / previous row of charts into view when they do not all fit.
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +24,14 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Log, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from tui_ft.display import format_duration, format_value
+from tui_ft.display import format_duration, format_started
 from tui_ft.evaluation.store import NO_EVAL_TEXT, eval_table, latest_signature, load_latest
 from tui_ft.runs.history import Progress, RefreshResult, RunHistory
 from tui_ft.runs.registry import ACTIVE_STATES, Checkpoint
@@ -33,11 +39,39 @@ from tui_ft.runs.rundir import RunDir, Status
 from tui_ft.runs.series import SeriesPoints
 from tui_ft.ui.widgets.charts import ChartGrid, MetricChart, short_label
 from tui_ft.ui.widgets.confusion import ConfusionMatrix
-from tui_ft.ui.widgets.run_format import ALERT_SEVERITY, progress_bar, state_text
+from tui_ft.ui.widgets.run_format import (
+    ALERT_SEVERITY,
+    format_metric,
+    format_metric_column,
+    progress_bar,
+    state_text,
+)
 
 RUN_POLL_S = 1.0  # while the run is active
 IDLE_RUN_POLL_S = 3.0  # a finished run (it may be resumed from elsewhere)
 LOG_LINES = 300
+NOTE_LOG_LINES = 8  # the last lines of output.log the Charts tab shows while it has no chart
+
+#: The dashboard's tabs: (pane id, key, title). Each key is a letter no other key of the Runs screen
+#: takes (shown before the title in the tab bar).
+TAB_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("tab-charts", "g", "Charts"),
+    ("tab-system", "y", "System"),
+    ("tab-log", "l", "Log"),
+    ("tab-checkpoints", "k", "Checkpoints"),
+    ("tab-eval", "e", "Eval"),
+    ("tab-compare", "m", "Compare"),
+)
+
+
+def _tab_title(pane: str) -> str:
+    """A tab's title with its key before it, as the header writes the places: `g Charts`."""
+    key, title = next((key, title) for p, key, title in TAB_KEYS if p == pane)
+    return f"[b]{key}[/b] {title}"
+
+
+FOOTER_TABS_WIDTH = 100  # columns from which the footer shows the tabs' keys
+_TABS_GROUP = Binding.Group("Tabs ", compact=True)  # the space: the next key comes right after it
 
 #: Chart groups of the Charts tab: (id, title, series). A chart appears when the run logged any of
 #: its series, so each method gets its own charts (DPO/ORPO/KTO rewards, reward-model accuracy and
@@ -147,6 +181,83 @@ def alert_text(
             )
         )
     return Text("\n").join(lines) if lines else None
+
+
+def charts_note(
+    status: Status | None, status_error: str | None, log: list[str], system_samples: bool
+) -> Text:
+    """What the Charts tab shows while the run has logged no training step: that it has not, its last
+    status, the samples there are elsewhere and the end of its output (the error of a run that failed
+    or crashed is in the alert over the tabs)."""
+    lines: list[Text] = []
+    if status is None:
+        lines.append(Text(status_error or "reading the run…", style="red" if status_error else "dim"))
+    elif status.state in ACTIVE_STATES:
+        lines.append(
+            Text(f"No training step logged yet: the run is {status.state}; charts appear with the first.")
+        )
+    else:  # its error and hint, if any, are in the alert over the tabs
+        lines.append(Text(f"No training step was logged: the run {status.state} before its first."))
+    if status is not None:
+        bits = [status.state, f"step {status.step}" + (f"/{status.max_steps}" if status.max_steps else "")]
+        if status.updated:
+            bits.append(f"updated {format_started(status.updated)}")
+        lines.append(Text("last status: " + " · ".join(bits), style="dim"))
+    if system_samples:
+        lines.append(Text("System samples were recorded: see the System tab (y).", style="dim"))
+    tail = [line for line in log if line.strip()][-NOTE_LOG_LINES:]
+    if tail:
+        lines.append(Text("last lines of output.log (all in the Log tab, l):", style="bold"))
+        lines.extend(Text(line, style="dim") for line in tail)
+    return Text("\n").join(lines)
+
+
+def wrap_lines(lines: Iterable[str], width: int) -> list[str]:
+    """`lines` cut to `width` columns at spaces where they can be (long words are split), each
+    continuation indented two columns past its line's own indentation: nothing is lost at the edge."""
+    if width < 8:
+        return list(lines)
+    out: list[str] = []
+    for line in lines:
+        line = line.expandtabs(4).rstrip()
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = " " * min(len(line) - len(line.lstrip(" ")) + 2, width // 2)
+        out.extend(
+            textwrap.wrap(
+                line, width, subsequent_indent=indent, break_on_hyphens=False, replace_whitespace=False
+            )
+            or [""]
+        )
+    return out
+
+
+class LogView(Log):
+    """The run's output, its long lines wrapped at the width of the view (re-wrapped on resize)."""
+
+    def __init__(self, *, max_lines: int | None = None, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(max_lines=max_lines, id=id)
+        self.source: list[str] = []
+        self._wrapped_for = 0
+
+    def _wrap_width(self) -> int:
+        return self.size.width - int(self.styles.scrollbar_size_vertical or 0) - 1
+
+    def show(self, lines: list[str]) -> None:
+        """Show `lines` (the whole tail) in place of what it showed."""
+        self.source = list(lines)
+        self._fill()
+
+    def _fill(self) -> None:
+        width = self._wrap_width()
+        self._wrapped_for = width
+        self.clear()
+        self.write_lines(wrap_lines(self.source, width) if width > 0 else self.source)
+
+    def on_resize(self) -> None:
+        if self.source and self._wrap_width() != self._wrapped_for:
+            self._fill()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,6 +390,21 @@ def read_snapshot(
 class RunDashboard(Vertical):
     """The live dashboard of one run; `open` shows a run, `close` stops following it."""
 
+    BINDINGS = [
+        # each tab's key twice: in the footer where it is wide enough (at 80 columns the Runs screen's
+        # own keys fill it), and always (the tab bar shows each tab's key at every width)
+        *(
+            Binding(key, f"tab('{pane}')", title, id=f"runs.dashboard.{pane}", group=_TABS_GROUP)
+            for pane, key, title in TAB_KEYS
+        ),
+        *(
+            Binding(key, f"show_tab('{pane}')", title, show=False, id=f"runs.dashboard.{pane}.any_width")
+            for pane, key, title in TAB_KEYS
+        ),
+        Binding("n", "cycle_charts(1)", "More", id="runs.dashboard.next_charts"),
+        Binding("N", "cycle_charts(-1)", "Previous charts", show=False, id="runs.dashboard.previous_charts"),
+    ]
+
     # --- messages ------------------------------------------------------------------------------------
 
     @dataclass
@@ -322,27 +448,30 @@ class RunDashboard(Vertical):
         self._next_poll_s = IDLE_RUN_POLL_S  # after the refresh in flight; set when it is handled
         self._force: set[str] = set()
         self._shown: dict[str, Text] = {}  # what each Static shows
+        self._overflows = False  # the Charts tab has charts out of view (`n` shown)
+        self._wide = False  # the footer shows the tabs' keys
 
     def compose(self) -> ComposeResult:
         yield Static("", id="dash-title")
         yield Static("", id="dash-progress")
         yield Static("", id="dash-alert")
         with TabbedContent(id="dash-tabs", initial="tab-charts"):
-            with TabPane("Charts", id="tab-charts"):
+            with TabPane(_tab_title("tab-charts"), id="tab-charts"):
+                yield Static("", id="dash-charts-note")
                 yield ChartGrid(id="dash-charts")
                 yield ConfusionMatrix(id="dash-confusion")
-            with TabPane("System", id="tab-system"):
+            with TabPane(_tab_title("tab-system"), id="tab-system"):
                 yield Static("", id="dash-gpu-note")
                 yield ChartGrid(id="dash-system")
-            with TabPane("Log", id="tab-log"):
-                yield Log(max_lines=LOG_LINES * 2, id="dash-log")
-            with TabPane("Checkpoints", id="tab-checkpoints"):
+            with TabPane(_tab_title("tab-log"), id="tab-log"):
+                yield LogView(max_lines=LOG_LINES * 4, id="dash-log")
+            with TabPane(_tab_title("tab-checkpoints"), id="tab-checkpoints"):
                 yield DataTable(cursor_type="row", id="dash-checkpoints")
-            with TabPane("Eval", id="tab-eval"):
+            with TabPane(_tab_title("tab-eval"), id="tab-eval"):
                 yield Static("", id="dash-eval-note")
                 yield DataTable(cursor_type="row", id="dash-eval")
                 yield Static("", id="dash-eval-forgetting")
-            with TabPane("Compare", id="tab-compare"):
+            with TabPane(_tab_title("tab-compare"), id="tab-compare"):
                 yield Static("", id="dash-compare-note")
                 yield MetricChart("loss", (), id="dash-compare")
 
@@ -352,6 +481,53 @@ class RunDashboard(Vertical):
             checkpoints.add_column(column, key=column)
         self.query_one("#dash-tabs", TabbedContent).hide_tab("tab-compare")
         self.query_one("#dash-alert", Static).display = False
+        self.query_one("#dash-charts-note", Static).display = False
+
+    # --- keys ----------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Compare's key only while it has a tab, the tabs' keys in the footer only where it has room;
+        more charts only while some are out of view."""
+        if not self.is_mounted:
+            return True
+        tabs = self.query_one("#dash-tabs", TabbedContent)
+        if action in ("tab", "show_tab"):
+            if parameters and parameters[0] == "tab-compare" and not self.overlay_ids:
+                return False
+            return action == "show_tab" or self.size.width >= FOOTER_TABS_WIDTH
+        if action == "cycle_charts":
+            grid = self.query_one("#dash-charts", ChartGrid)
+            return tabs.active == "tab-charts" and grid.overflows
+        return True
+
+    def action_tab(self, pane: str) -> None:
+        self.action_show_tab(pane)
+
+    def on_resize(self) -> None:
+        wide = self.size.width >= FOOTER_TABS_WIDTH
+        if wide != self._wide:
+            self._wide = wide
+            self.refresh_bindings()
+
+    def action_show_tab(self, pane: str) -> None:
+        tabs = self.query_one("#dash-tabs", TabbedContent)
+        if pane == "tab-compare" and not self.overlay_ids:
+            return
+        tabs.active = pane
+
+    def action_cycle_charts(self, by: int) -> None:
+        self.query_one("#dash-charts", ChartGrid).cycle(by)
+
+    @on(TabbedContent.TabActivated, "#dash-tabs")
+    def _on_tab(self) -> None:
+        self.refresh_bindings()  # `n` only on the Charts tab
+
+    def _check_overflow(self) -> None:
+        """Show `n` in the footer when charts came to be out of view (or all fit again)."""
+        overflows = self.query_one("#dash-charts", ChartGrid).overflows
+        if overflows != self._overflows:
+            self._overflows = overflows
+            self.refresh_bindings()
 
     # --- opening and closing -------------------------------------------------------------------------
 
@@ -366,7 +542,7 @@ class RunDashboard(Vertical):
         self.overlay_ids, self._overlay = [], []
         await self.query_one("#dash-charts", ChartGrid).clear()
         await self.query_one("#dash-system", ChartGrid).clear()
-        self.query_one("#dash-log", Log).clear()
+        self.query_one("#dash-log", LogView).show([])
         self.query_one("#dash-checkpoints", DataTable).clear()
         self.query_one("#dash-confusion", ConfusionMatrix).show(None)
         self._fill_eval(None)
@@ -376,6 +552,7 @@ class RunDashboard(Vertical):
         self.query_one("#dash-progress", Static).update("")
         self.query_one("#dash-alert", Static).display = False
         self.query_one("#dash-gpu-note", Static).update("")
+        self.query_one("#dash-charts-note", Static).display = False
 
     def start(self) -> None:
         """Show the Charts tab with the keyboard on the tabs, and start following the run (on a worker)."""
@@ -482,15 +659,15 @@ class RunDashboard(Vertical):
         self.query_one("#dash-confusion", ConfusionMatrix).show(snap.confusion)
         await self._update_system(snap)
         if snap.log is not None:
-            log = self.query_one("#dash-log", Log)
-            log.clear()
-            log.write_lines(snap.log)
+            self.query_one("#dash-log", LogView).show(snap.log)
+        self._show_charts_note(snap)
         if snap.checkpoints is not None:
             self._fill_checkpoints(snap.checkpoints)
         if snap.overlay is not None:
             self._draw_overlay(snap.overlay)
         if snap.eval_changed:
             self._fill_eval(snap.eval_doc)
+        self.call_after_refresh(self._check_overflow)
         self.refreshes += 1  # counted once everything it brought is shown
         active = status is None or status.state in ACTIVE_STATES
         self._next_poll_s = RUN_POLL_S if active else IDLE_RUN_POLL_S
@@ -507,11 +684,16 @@ class RunDashboard(Vertical):
         have = {chart.id: chart for chart in grid.charts}
         names = set(snap.metric_names)
         order = [group_id for group_id, _, _ in CHART_GROUPS]
-        for group_id, title, series in CHART_GROUPS:
-            chart_id = f"chart-{group_id.replace('/', '-')}"
-            present = [n for n in series if n in names]
-            if not present:
-                continue
+        wanted = [
+            (group_id, title, series, f"chart-{group_id.replace('/', '-')}")
+            for group_id, title, series in CHART_GROUPS
+            if any(n in names for n in series)
+        ]
+        if not have and wanted:  # the first read: every chart at once, laid out (and drawn) once
+            charts = [MetricChart(title, series, id=chart_id) for _, title, series, chart_id in wanted]
+            await grid.add_charts(charts)
+            have = {chart.id: chart for chart in charts}
+        for group_id, title, series, chart_id in wanted:
             chart = have.get(chart_id)
             if chart is None:
                 chart = MetricChart(title, series, id=chart_id)
@@ -534,17 +716,30 @@ class RunDashboard(Vertical):
                 await grid.add_chart(chart, before=1 if grid.charts else None)
             self._feed(chart, snap, "eval loss per task")
 
+    def _show_charts_note(self, snap: Snapshot) -> None:
+        """While no chart has a point: why, the last status and the end of the output, in the Charts tab."""
+        grid = self.query_one("#dash-charts", ChartGrid)
+        note = self.query_one("#dash-charts-note", Static)
+        empty = not any(chart.has_data() for chart in grid.charts)
+        if note.display != empty:
+            note.display = empty
+        if empty:
+            log = self.query_one("#dash-log", LogView).source
+            self._show(
+                "#dash-charts-note", charts_note(snap.status, snap.status_error, log, bool(snap.system_names))
+            )
+
     def _feed(self, chart: MetricChart, snap: Snapshot, title: str) -> None:
         points = {n: snap.points[n] for n in chart.series_names if n in snap.points}
         widths = [snap.widths[n] for n in points]
         present = [n for n in chart.series_names if snap.last.get(n) is not None]
         if len(present) == 1:
-            chart.set_title(f"{title} {format_value(snap.last[present[0]])}")
+            chart.set_title(f"{title} {format_metric(snap.last[present[0]])}")
         elif present:
-            figures = [format_value(snap.last[present[0]])]  # the first series is the title's
+            figures = [format_metric(snap.last[present[0]])]  # the first series is the title's
             for name in present[1:]:
                 label = "eval" if name.startswith("eval_") else chart.labels.get(name, short_label(name))
-                figures.append(f"{label} {format_value(snap.last[name])}")
+                figures.append(f"{label} {format_metric(snap.last[name])}")
             chart.set_title(f"{title} {' · '.join(figures)}")
         else:
             chart.set_title(title)
@@ -608,13 +803,15 @@ class RunDashboard(Vertical):
     def _fill_checkpoints(self, checkpoints: list[Checkpoint]) -> None:
         table = self.query_one("#dash-checkpoints", DataTable)
         table.clear()
-        for c in checkpoints:
+        losses = format_metric_column([c.metrics.get("loss") for c in checkpoints])
+        eval_losses = format_metric_column([c.metrics.get("eval_loss") for c in checkpoints])
+        for c, loss, eval_loss in zip(checkpoints, losses, eval_losses, strict=True):
             table.add_row(
                 c.path.name,
-                str(c.step),
+                Text(str(c.step), justify="right"),
                 Text("yes", style="green") if c.complete else Text("no (cut short)", style="red"),
-                format_value(c.metrics.get("loss")),
-                format_value(c.metrics.get("eval_loss")),
+                Text(loss, justify="right"),
+                Text(eval_loss, justify="right"),
                 str(c.path),
                 key=c.path.name,
             )
@@ -665,6 +862,7 @@ class RunDashboard(Vertical):
         tabs = self.query_one("#dash-tabs", TabbedContent)
         tabs.show_tab("tab-compare")
         tabs.active = "tab-compare"
+        self.refresh_bindings()
         self.query_one("#dash-compare-note", Static).update("reading…")
         if self._run_timer is not None:  # refresh now rather than at the next tick
             self._run_timer.stop()

@@ -8,7 +8,7 @@ a marker where `max_length` cuts the example.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.text import Text
@@ -35,14 +35,37 @@ EOS_STYLE = "bold white on #d70000"
 CUT_STYLE = "bold black on #ffaf00"
 
 
+SPACE_MARK = "·"  # a token's leading space, shown (a blank cell between two shades reads as no space)
+_SPACE_PREFIXES = ("Ġ", "▁")  # how byte-level BPE and SentencePiece vocabularies write a leading space
+
+
+def with_leading_spaces(tokens: list[str], vocabulary_pieces: list[str]) -> list[str]:
+    """`tokens` (each id decoded alone) with the leading space put back where the vocabulary's own
+    piece has one (`Ġis`, `▁is`) and decoding one id alone dropped it (SentencePiece tokenizers do)."""
+    out = []
+    for token, piece in zip(tokens, vocabulary_pieces, strict=False):
+        if piece.startswith(_SPACE_PREFIXES) and not token.startswith(" "):
+            token = " " + token
+        out.append(token)
+    return out + tokens[len(out) :]
+
+
+def shown_piece(piece: str) -> str:
+    """A token as the view writes it: its leading spaces as `·`, a newline as `↵`, nothing as `∅`."""
+    if not piece:
+        return "∅"
+    body = piece.lstrip(" ")
+    return SPACE_MARK * (len(piece) - len(body)) + body.replace("\n", "↵\n")
+
+
 def token_text(view: TokenView, max_chars: int = 20_000) -> Text:
-    """The tokens of `view` one after the other, each shaded by whether it trains."""
+    """The tokens of `view` one after the other, each shaded by whether it trains, leading spaces shown."""
     out = Text(no_wrap=False, end="")
     used = 0
     for k, (piece, trains, token_id) in enumerate(zip(view.tokens, view.train_mask, view.ids, strict=False)):
         if view.truncated_at is not None and k == view.truncated_at:
             out.append(f" ✂ max_length {view.truncated_at} ", style=CUT_STYLE)
-        shown = piece.replace("\n", "↵\n") if piece else "∅"
+        shown = shown_piece(piece)
         shades = TRAIN_STYLES if trains else PROMPT_STYLES
         style = EOS_STYLE if token_id == view.eos_id else shades[k % 2]
         if view.truncated_at is not None and k >= view.truncated_at:
@@ -283,6 +306,10 @@ class TokenPanel(Vertical):
         except (DataError, KeyError, TypeError, ValueError) as err:
             self.post_message(self._Failed(f"line {row.line}: cannot render this row: {err}"))
             return
+        convert = getattr(tokenizer, "convert_ids_to_tokens", None)
+        if convert is not None:
+            pieces = [p if isinstance(p, str) else "" for p in convert(view.ids)]
+            view = replace(view, tokens=with_leading_spaces(view.tokens, pieces))
         summary = token_summary(view, getattr(tokenizer, "eos_token", None), max_length)
         self.post_message(self._Show(view, token_text(view), summary))
 
