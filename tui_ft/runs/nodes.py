@@ -85,11 +85,11 @@ def parse_hosts(value: list[str] | str, *, base_dir: Path | None = None) -> list
         match = _HOST_RE.match(str(item).strip())
         if not match or (match["slots"] is not None and int(match["slots"]) < 1):
             raise UserError(
-                f"launcher.hosts[{i}]: {item!r} is not host or host:slots (slots a whole number, at least 1)",
+                f"item {i + 1}, {item!r}, is not host or host:slots (slots a whole number, at least 1)",
                 field="launcher.hosts",
             )
         hosts.append(Host(match["name"], int(match["slots"]) if match["slots"] else None))
-    _no_repeats(hosts, "launcher.hosts")
+    _no_repeats(hosts, "the list")
     return hosts
 
 
@@ -99,7 +99,7 @@ def read_hostfile(path: Path) -> list[Host]:
         text = path.read_text()
     except OSError as exc:
         raise UserError(
-            f"launcher.hosts: cannot read the hostfile {path}: {exc.strerror or exc}", field="launcher.hosts"
+            f"cannot read the hostfile {path}: {exc.strerror or exc}", field="launcher.hosts"
         ) from None
     hosts = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -111,14 +111,16 @@ def read_hostfile(path: Path) -> list[Host]:
             key, _, val = word.partition("=")
             if key != "slots" or not val.isdigit() or int(val) < 1:
                 raise UserError(
-                    f"{path}:{number}: expected `hostname slots=N`, got {line.strip()!r}",
+                    f"expected `hostname slots=N`, got {line.strip()!r}",
+                    path=path,
+                    line=number,
                     field="launcher.hosts",
                 )
             slots = int(val)
         hosts.append(Host(words[0], slots))
     if not hosts:
-        raise UserError(f"{path}: the hostfile names no host", field="launcher.hosts")
-    _no_repeats(hosts, str(path))
+        raise UserError("the hostfile names no host", path=path, field="launcher.hosts")
+    _no_repeats(hosts, f"the hostfile {path}")
     return hosts
 
 
@@ -127,7 +129,7 @@ def _no_repeats(hosts: list[Host], where: str) -> None:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise UserError(
-            f"{where}: {', '.join(repeated)} named twice; give each machine once, with its slots",
+            f"{where} names {', '.join(repeated)} twice; give each machine once, with its slots",
             field="launcher.hosts",
         )
 
@@ -165,7 +167,7 @@ def plan_nodes(launcher, *, base_dir: Path | None = None) -> list[Node]:
     if len(counts) > 1:
         listed = ", ".join(f"{n.host}:{n.slots}" for n in nodes)
         raise UserError(
-            f"launcher.hosts: every host must run the same number of processes ({listed})",
+            f"every host must run the same number of processes ({listed})",
             field="launcher.hosts",
             hint="give each host the same slots (accelerate starts the same number on each machine)",
         )
@@ -272,7 +274,7 @@ def preflight(run: RunDir, recipe, *, model_path: Path | None, gpus_needed: bool
             )
     if problems:
         raise UserError(
-            "launcher.hosts: " + "; ".join(problems),
+            "; ".join(problems),
             field="launcher.hosts",
             hint="fix the hosts named (tui-ft checks them before every multi-node start)",
         )
