@@ -193,6 +193,9 @@ class LauncherSpec(_Section):
         None, description="several machines: the Python with tui-ft on the hosts; default: this one's path"
     )
     nodes: int = Field(1, ge=1, description="slurm: machines to ask for")
+    gpus_per_node: int | None = Field(
+        None, ge=0, description="slurm: GPUs to ask for on each machine; default num_processes (0: none)"
+    )
     time: str | None = Field(None, description="slurm: the job's time limit (sbatch --time, e.g. 04:00:00)")
     partition: str | None = Field(None, description="slurm: the partition (sbatch --partition)")
     account: str | None = Field(None, description="slurm: the account to charge (sbatch --account)")

@@ -453,6 +453,8 @@ def supervise(run_dir: Path, *, resume: bool) -> int:
         run.write_status(status)
         return 2
     launcher = loaded.recipe.launcher
+    if launcher.type == "slurm":  # the job's nodes are Slurm's to hand out: no device slot here
+        return _supervise_nodes(run, status, launcher, resume=resume, stop=stop)
     devices = run_devices(launcher.gpus)
     status.pid, status.devices = os.getpid(), devices
     slot = DeviceSlot(ws, devices)
@@ -523,13 +525,17 @@ def supervise(run_dir: Path, *, resume: bool) -> int:
 
 
 def _supervise_nodes(run: RunDir, status: Status, launcher, *, resume: bool, stop) -> int:
-    """Several machines (launcher.hosts): one `accelerate launch` per host over SSH (runs/nodes.py).
-    The accelerate config is copied into the run directory, which every node sees."""
+    """Several machines: one `accelerate launch` per host over SSH (launcher.hosts, runs/nodes.py) or
+    per node of a Slurm job (runs/slurm.py). The accelerate config is copied into the run directory,
+    which every node sees."""
     from tui_ft.runs.nodes import run_on_nodes
+    from tui_ft.runs.slurm import run_as_job
 
     try:
         config = run.path / "accelerate.yaml"
         config.write_text(accelerate_config(launcher.config).read_text())
+        if launcher.type == "slurm":
+            return run_as_job(run, status, launcher, resume=resume, stop=stop, config=config)
         return run_on_nodes(run, status, launcher, resume=resume, stop=stop, config=config)
     except UserError as exc:
         status.state, status.ended = "failed", time.time()

@@ -292,6 +292,11 @@ def check_run(run: RunDir, ws) -> None:
         read_run_recipe(run), source=run.recipe_file, cache_dir=ws.cache, check_training=False
     ).recipe
     launcher = recipe.launcher
+    if launcher.type == "slurm":
+        from tui_ft.runs.slurm import check_slurm
+
+        check_slurm(launcher)
+        return
     if launcher.type != "accelerate" or not launcher.hosts:
         return
     try:
