@@ -250,7 +250,8 @@ def _kill_node(pid: int) -> None:
     """What a machine's power cut does to a node: every process of it dies at once."""
     from tui_ft.runs.node_agent import descendants
 
-    for p in [pid, *descendants(pid)]:
+    tree = descendants(pid)  # before the kill: a dead parent no longer lists its children
+    for p in [pid, *tree]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
 

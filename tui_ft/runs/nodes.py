@@ -43,6 +43,9 @@ FORWARDED_ENV = (
 )
 #: ssh's exit status when the connection failed (or the far side was killed by a signal).
 SSH_LOST = 255
+#: Seconds after a node ends with an error before the others are told to end: the nodes a failure
+#: takes down end by themselves in that time, so the node that failed first is the one named.
+ORDER_AFTER_S = 5.0
 
 
 @dataclass
@@ -388,6 +391,7 @@ class _NodeProcess:
     def __init__(self, node: Node, proc: subprocess.Popen, on_change: Callable[[], None], out_lock):
         self.node, self.proc = node, proc
         self.tail: deque[str] = deque(maxlen=40)
+        self.ordered = False  # told to end (another node failed first)
         self._on_change, self._out_lock = on_change, out_lock
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -461,7 +465,8 @@ def run_on_nodes(run: RunDir, status: Status, launcher, *, resume: bool, stop, c
         )
         procs.append(_NodeProcess(node, proc, save, out_lock))
 
-    failure: _NodeProcess | None = None  # the first node that ended abnormally
+    ended: list[_NodeProcess] = []  # in the order they ended, those ended by an order excepted
+    first_failure_at: float | None = None
     stopping_now = False
     while any(p.proc.poll() is None for p in procs):
         try:
@@ -472,16 +477,21 @@ def run_on_nodes(run: RunDir, status: Status, launcher, *, resume: bool, stop, c
                     continue
                 p.reader.join(timeout=5)
                 p.node.exit_status = code
-                p.node.state = _ended_state(code, stopping_now)
+                p.node.state = _ended_state(code, stopping_now or p.ordered)
                 p.node.updated = time.time()
                 save()
-                if code != 0 and failure is None and not stopping_now:
-                    failure = p
-                    # the others wait in a collective for a partner that is gone: end them (a bad input
-                    # ends every rank by itself: let them write why)
-                    for other in procs:
-                        if other is not p:
-                            other.order("term" if code == 2 else "kill")
+                if not (stopping_now or p.ordered):
+                    ended.append(p)
+                if code != 0 and first_failure_at is None and not stopping_now:
+                    first_failure_at = time.monotonic()
+            if first_failure_at is not None and time.monotonic() - first_failure_at > ORDER_AFTER_S:
+                # the others wait in a collective for a partner that is gone: end them (a bad input
+                # ends every rank by itself: let them write why)
+                bad_input = any(p.node.exit_status == 2 for p in ended)
+                for p in procs:
+                    if p.proc.poll() is None and not p.ordered:
+                        p.ordered = True
+                        p.order("term" if bad_input else "kill")
         except KeyboardInterrupt:  # a stop "now" (or a second stop): every node ends at once
             stopping_now = True
             for p in procs:
@@ -490,22 +500,26 @@ def run_on_nodes(run: RunDir, status: Status, launcher, *, resume: bool, stop, c
         p.reader.join(timeout=5)
         if p.node.exit_status is None:
             p.node.exit_status = p.proc.returncode
-            p.node.state = _ended_state(p.proc.returncode, stopping_now)
+            p.node.state = _ended_state(p.proc.returncode, stopping_now or p.ordered)
     save()
+    # who failed the run: a node that was lost, else the first that ended with an error
+    failure = next((p for p in ended if p.node.state == "lost"), None) or next(
+        (p for p in ended if p.proc.returncode != 0), None
+    )
     return _outcome(run, status, procs, failure, stopped_now=stopping_now or stop.now)
 
 
-def _ended_state(code: int, stopping: bool) -> str:
+def _ended_state(code: int, stopped: bool) -> str:
     if code == 0:
         return "exited"
-    if stopping:
+    if stopped:
         return "stopped"
-    return "lost" if code == SSH_LOST or code > 128 else "failed"
+    return "lost" if code == SSH_LOST else "failed"
 
 
 def _outcome(run: RunDir, status: Status, procs: list[_NodeProcess], failure, *, stopped_now: bool) -> int:
-    """The run's final status once every node has ended: rank 0's own account when it has one and no
-    other node failed first; else a failure naming the node that ended first (or the first one)."""
+    """The run's final status once every node has ended: rank 0's own account when it has one and the
+    failure (if any) is rank 0's own or a bad input every rank saw; else a failure naming the node."""
     final = run.read_status() or status
     if stopped_now and not final.is_final:
         final.state, final.ended = "stopped", time.time()
@@ -513,7 +527,7 @@ def _outcome(run: RunDir, status: Status, procs: list[_NodeProcess], failure, *,
         return 0
     if final.is_final and (
         failure is None
-        or failure.node.rank == 0
+        or (failure.node.rank == 0 and failure.node.state != "lost")
         or (failure.proc.returncode == 2 and (final.error or {}).get("kind") == "bad_input")
     ):
         if final.state in ("completed", "stopped"):
@@ -524,7 +538,7 @@ def _outcome(run: RunDir, status: Status, procs: list[_NodeProcess], failure, *,
     last = culprit.tail[-1] if culprit.tail else "no output"
     if code == 0:
         how = "ended without the run recording an outcome"
-    elif code == SSH_LOST or code > 128:
+    elif code == SSH_LOST:
         how = "was lost (its SSH session ended: the machine, the connection or its processes died)"
     else:
         how = f"failed (exit status {code})"

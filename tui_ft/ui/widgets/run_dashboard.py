@@ -34,6 +34,7 @@ from tui_ft.runs.series import SeriesPoints
 from tui_ft.ui.widgets.charts import ChartGrid, MetricChart, short_label
 from tui_ft.ui.widgets.confusion import ConfusionMatrix
 from tui_ft.ui.widgets.run_format import ALERT_SEVERITY, progress_bar, state_text
+from tui_ft.ui.widgets.run_nodes import RunNodes
 
 RUN_POLL_S = 1.0  # while the run is active
 IDLE_RUN_POLL_S = 3.0  # a finished run (it may be resumed from elsewhere)
@@ -332,6 +333,7 @@ class RunDashboard(Vertical):
                 yield ChartGrid(id="dash-charts")
                 yield ConfusionMatrix(id="dash-confusion")
             with TabPane("System", id="tab-system"):
+                yield RunNodes(id="dash-nodes")  # the nodes of a multi-node run (hidden otherwise)
                 yield Static("", id="dash-gpu-note")
                 yield ChartGrid(id="dash-system")
             with TabPane("Log", id="tab-log"):
