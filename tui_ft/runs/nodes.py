@@ -535,7 +535,8 @@ def _outcome(run: RunDir, status: Status, procs: list[_NodeProcess], failure, *,
         return 2 if (final.error or {}).get("kind") == "bad_input" else 1
     culprit = failure or next((p for p in procs if p.proc.returncode != 0), procs[0])
     node, code = culprit.node, culprit.proc.returncode
-    last = culprit.tail[-1] if culprit.tail else "no output"
+    telling = [ln for ln in culprit.tail if ln.startswith("tui-ft:") or "Error" in ln or "error" in ln]
+    last = (telling or list(culprit.tail) or ["no output"])[-1]
     if code == 0:
         how = "ended without the run recording an outcome"
     elif code == SSH_LOST:
