@@ -285,3 +285,15 @@ def test_a_dead_node_fails_the_run_naming_it_and_resume_finishes(cli_env, demo_w
     for s in range(1, STEPS + 1):
         assert losses[s] == pytest.approx(one_node[s], abs=1e-4), (s, losses[s], one_node[s])
     assert {n["state"] for n in read_nodes(run)["nodes"]} == {"exited"}
+
+
+def test_the_world_size_the_estimate_divides_by(tmp_path):
+    from tui_ft.recipe import LauncherSpec
+
+    assert LauncherSpec().world() == (1, 1)
+    assert LauncherSpec(type="accelerate", num_processes=4).world() == (1, 4)
+    assert LauncherSpec(type="accelerate", num_processes=8, hosts=["a", "b:8"]).world() == (2, 16)
+    assert LauncherSpec(type="slurm", nodes=2, num_processes=8).world() == (2, 16)
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("a slots=4\nb slots=4  # two machines\n")
+    assert LauncherSpec(type="accelerate", hosts=str(hostfile)).world() == (2, 8)

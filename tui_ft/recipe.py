@@ -200,6 +200,38 @@ class LauncherSpec(_Section):
     partition: str | None = Field(None, description="slurm: the partition (sbatch --partition)")
     account: str | None = Field(None, description="slurm: the account to charge (sbatch --account)")
 
+    def world(self) -> tuple[int, int]:
+        """(machines, processes in all): what the memory estimate divides a sharded model by. Hosts
+        from a hostfile count as one machine each when the file cannot be read here."""
+        if self.type == "slurm":
+            return self.nodes, self.nodes * self.num_processes
+        if self.type != "accelerate":
+            return 1, 1
+        if not self.hosts:
+            return 1, self.num_processes
+        if isinstance(self.hosts, str):
+            try:
+                lines = [
+                    ln.split("#", 1)[0].split()
+                    for ln in Path(self.hosts).expanduser().read_text().splitlines()
+                ]
+            except OSError:
+                return 1, self.num_processes
+            slots = [
+                next(
+                    (int(w[6:]) for w in words[1:] if w.startswith("slots=") and w[6:].isdigit()),
+                    self.num_processes,
+                )
+                for words in lines
+                if words
+            ]
+        else:
+            slots = [
+                int(h.rsplit(":", 1)[1]) if ":" in h and h.rsplit(":", 1)[1].isdigit() else self.num_processes
+                for h in self.hosts
+            ]
+        return len(slots), sum(slots)
+
     @model_validator(mode="after")
     def _hosts_need_accelerate(self) -> LauncherSpec:
         if self.hosts and self.type != "accelerate":

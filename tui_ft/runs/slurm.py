@@ -261,7 +261,9 @@ def run_as_job(
 
 
 def _record(run: RunDir, meta: dict[str, Any], state: str, nodelist: str, launcher) -> None:
-    hosts = _expand(nodelist) if nodelist else []
+    if nodelist:
+        meta["hosts"] = _expand(nodelist)  # kept once the job has left the queue
+    hosts = meta.get("hosts", [])
     write_json_atomic(
         run.path / "nodes.json",
         {
