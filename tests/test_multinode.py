@@ -297,3 +297,19 @@ def test_the_world_size_the_estimate_divides_by(tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("a slots=4\nb slots=4  # two machines\n")
     assert LauncherSpec(type="accelerate", hosts=str(hostfile)).world() == (2, 8)
+
+
+def test_a_stop_reaches_every_node(cli_env, demo_ws, ssh_hosts):
+    sets = [*COMMON, *node_sets(ssh_hosts), "training.max_steps=100000"]  # runs until stopped
+    proc = run_tui_ft(cli_env, "train", "sft-lora", *as_args(sets), "--detach", "--json")
+    assert proc.returncode == 0, proc.stderr
+    run = find_run(demo_ws, json.loads(proc.stdout)["id"])
+    wait_for_status(run, lambda s: s.is_final or (s.state == "running" and s.step >= 2), timeout=600)
+    assert run_tui_ft(cli_env, "stop", run.id).returncode == 0  # graceful: a checkpoint, then stopped
+    status = wait_for_status(run, lambda s: s.is_final and not pid_alive(s.pid), timeout=180)
+    assert status.state == "stopped", status
+    assert (run.checkpoints / f"checkpoint-{status.step}" / "trainer_state.json").exists()
+    assert [(n["host"], n["state"]) for n in read_nodes(run)["nodes"]] == [
+        ("node0", "exited"),
+        ("node1", "exited"),
+    ]
