@@ -159,17 +159,86 @@ class WatchdogSpec(_Section):
 
 
 class LauncherSpec(_Section):
-    """How the runner starts: one process, or several under `accelerate launch`."""
+    """How the runner starts: one process, several under `accelerate launch` on this machine or on
+    several machines over SSH (`hosts`), or a Slurm job (docs/multinode.md)."""
 
-    type: Literal["local", "accelerate"] = Field(
-        "local", description="local: one process; accelerate: several (DDP, DeepSpeed, FSDP)"
+    type: Literal["local", "accelerate", "slurm"] = Field(
+        "local",
+        description="local: one process; accelerate: several (DDP, DeepSpeed, FSDP), on this machine or "
+        "on `hosts`; slurm: an sbatch job over `nodes` machines",
     )
-    num_processes: int = Field(1, ge=1, description="accelerate: processes to start, usually one per GPU")
+    num_processes: int = Field(
+        1, ge=1, description="accelerate: processes to start per machine, usually one per GPU"
+    )
     config: str = Field(
         "ddp",
         description="accelerate: ddp, deepspeed-zero2, deepspeed-zero3, fsdp (shipped), or a config file",
     )
     gpus: list[int] | None = Field(None, description="GPU indices to use; default: every visible GPU")
+    hosts: list[str] | str | None = Field(
+        None,
+        description="accelerate on several machines over SSH: a list of host[:slots] (slots: processes "
+        "there, default num_processes), or a hostfile in DeepSpeed's format (`host slots=N` a line)",
+    )
+    main_port: int = Field(29500, ge=1, le=65535, description="several machines: the rendezvous port")
+    main_address: str | None = Field(
+        None,
+        description="several machines: the address the others reach the first host at; default: its "
+        "HostName from the SSH configuration",
+    )
+    ssh_config: str | None = Field(
+        None, description="several machines: an SSH config file (ssh -F); default: your own"
+    )
+    python: str | None = Field(
+        None, description="several machines: the Python with tui-ft on the hosts; default: this one's path"
+    )
+    nodes: int = Field(1, ge=1, description="slurm: machines to ask for")
+    gpus_per_node: int | None = Field(
+        None, ge=0, description="slurm: GPUs to ask for on each machine; default num_processes (0: none)"
+    )
+    time: str | None = Field(None, description="slurm: the job's time limit (sbatch --time, e.g. 04:00:00)")
+    partition: str | None = Field(None, description="slurm: the partition (sbatch --partition)")
+    account: str | None = Field(None, description="slurm: the account to charge (sbatch --account)")
+
+    def world(self) -> tuple[int, int]:
+        """(machines, processes in all): what the memory estimate divides a sharded model by. Hosts
+        from a hostfile count as one machine each when the file cannot be read here."""
+        if self.type == "slurm":
+            return self.nodes, self.nodes * self.num_processes
+        if self.type != "accelerate":
+            return 1, 1
+        if not self.hosts:
+            return 1, self.num_processes
+        if isinstance(self.hosts, str):
+            try:
+                lines = [
+                    ln.split("#", 1)[0].split()
+                    for ln in Path(self.hosts).expanduser().read_text().splitlines()
+                ]
+            except OSError:
+                return 1, self.num_processes
+            slots = [
+                next(
+                    (int(w[6:]) for w in words[1:] if w.startswith("slots=") and w[6:].isdigit()),
+                    self.num_processes,
+                )
+                for words in lines
+                if words
+            ]
+        else:
+            slots = [
+                int(h.rsplit(":", 1)[1]) if ":" in h and h.rsplit(":", 1)[1].isdigit() else self.num_processes
+                for h in self.hosts
+            ]
+        return len(slots), sum(slots)
+
+    @model_validator(mode="after")
+    def _hosts_need_accelerate(self) -> LauncherSpec:
+        if self.hosts and self.type != "accelerate":
+            raise ValueError("launcher.hosts: several machines run under type: accelerate")
+        if isinstance(self.hosts, list) and not self.hosts:
+            raise ValueError("launcher.hosts: an empty list; name at least one host, or leave it out")
+        return self
 
 
 class EvalSpec(_Section):

@@ -20,6 +20,7 @@ from tui_ft.display import format_params
 from tui_ft.errors import UserError, WorkFailed
 from tui_ft.library_noise import quiet_library_noise
 from tui_ft.recipe import validate_recipe
+from tui_ft.runs.launcher import accelerate_config
 from tui_ft.runs.prepare import read_run_recipe
 from tui_ft.runs.rundir import EventWriter, RunDir, Status
 from tui_ft.workspace import Workspace
@@ -401,22 +402,6 @@ def _last_eval_step(run: RunDir) -> int | None:
     return steps[-1] if steps else None
 
 
-def accelerate_config(name: str) -> Path:
-    """A shipped accelerate config by name (ddp, deepspeed-zero2, ...), or a file path."""
-    from tui_ft.recipe import recipes_dir
-
-    shipped = recipes_dir() / "accelerate" / f"{name}.yaml"
-    if shipped.exists():
-        return shipped
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    names = sorted(p.stem for p in (recipes_dir() / "accelerate").glob("*.yaml"))
-    raise UserError(
-        f"no accelerate config {name!r}", field="launcher.config", hint=f"shipped: {', '.join(names)}"
-    )
-
-
 def _free_port() -> int:
     import socket
 
@@ -427,15 +412,6 @@ def _free_port() -> int:
 
 def accelerate_command(run: RunDir, launcher, *, resume: bool) -> list[str]:
     config = accelerate_config(launcher.config)
-    if "DEEPSPEED" in config.read_text():
-        import importlib.util
-
-        if importlib.util.find_spec("deepspeed") is None:
-            raise UserError(
-                "this accelerate config uses DeepSpeed, which is not installed",
-                field="launcher.config",
-                hint="pip install 'tui-ft[deepspeed]' (needs a CUDA toolkit), or use config: ddp or fsdp",
-            )
     cmd = [
         sys.executable,
         "-m",
@@ -478,6 +454,8 @@ def supervise(run_dir: Path, *, resume: bool) -> int:
         run.write_status(status)
         return 2
     launcher = loaded.recipe.launcher
+    if launcher.type == "slurm":  # the job's nodes are Slurm's to hand out: no device slot here
+        return _supervise_nodes(run, status, launcher, resume=resume, stop=stop)
     devices = run_devices(launcher.gpus)
     status.pid, status.devices = os.getpid(), devices
     slot = DeviceSlot(ws, devices)
@@ -504,6 +482,8 @@ def supervise(run_dir: Path, *, resume: bool) -> int:
     try:
         if launcher.type == "local":
             return execute(run.path, resume=resume, install_signals=False, stop=stop)
+        if launcher.hosts:
+            return _supervise_nodes(run, status, launcher, resume=resume, stop=stop)
         try:
             cmd = accelerate_command(run, launcher, resume=resume)
         except UserError as exc:
@@ -543,6 +523,27 @@ def supervise(run_dir: Path, *, resume: bool) -> int:
         return code
     finally:
         slot.release()
+
+
+def _supervise_nodes(run: RunDir, status: Status, launcher, *, resume: bool, stop) -> int:
+    """Several machines: one `accelerate launch` per host over SSH (launcher.hosts, runs/nodes.py) or
+    per node of a Slurm job (runs/slurm.py). The accelerate config is copied into the run directory,
+    which every node sees."""
+    from tui_ft.runs.nodes import run_on_nodes
+    from tui_ft.runs.slurm import run_as_job
+
+    try:
+        config = run.path / "accelerate.yaml"
+        config.write_text(accelerate_config(launcher.config).read_text())
+        if launcher.type == "slurm":
+            return run_as_job(run, status, launcher, resume=resume, stop=stop, config=config)
+        return run_on_nodes(run, status, launcher, resume=resume, stop=stop, config=config)
+    except UserError as exc:
+        status.state, status.ended = "failed", time.time()
+        status.error = {"kind": "bad_input", "message": exc.message, "hint": exc.hint}
+        run.write_status(status)
+        print(f"tui-ft: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

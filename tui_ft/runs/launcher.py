@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from tui_ft.runs.rundir import RunDir
 
@@ -22,7 +24,10 @@ def spawn_runner(run: RunDir, *, detach: bool, resume: bool = False) -> subproce
 
     Detached: its own session (setsid), stdin closed, so closing the terminal or SIGHUP to the shell
     leaves it running. Attached: the same process group as the caller, so Ctrl-C reaches it as a stop.
+    A recipe on several machines (`launcher.hosts`) is checked on every host first: UserError (exit 2)
+    naming the host and what it lacks, with the run marked failed.
     """
+    check_hosts(run)
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     log = open(run.log_file, "ab")  # noqa: SIM115 - handed to the child; closed below in the parent
@@ -45,6 +50,51 @@ def spawn_runner(run: RunDir, *, detach: bool, resume: bool = False) -> subproce
         status.pid = proc.pid
         run.write_status(status)
     return proc
+
+
+def check_hosts(run: RunDir) -> None:
+    """The multi-node checks (runs/nodes.py) before a runner starts; a failure fails the run as bad
+    input and is raised."""
+    from tui_ft.errors import UserError
+    from tui_ft.runs.nodes import check_run
+    from tui_ft.workspace import Workspace
+
+    try:
+        check_run(run, Workspace(run.path.parent.parent))
+    except UserError as exc:
+        status = run.read_status()
+        if status is not None:
+            status.state, status.ended = "failed", time.time()
+            status.error = {"kind": "bad_input", "message": exc.message, "hint": exc.hint}
+            run.write_status(status)
+        raise
+
+
+def accelerate_config(name: str) -> Path:
+    """A shipped accelerate config by name (ddp, deepspeed-zero2, ...), or a file path; UserError when
+    there is none, or when it uses DeepSpeed and DeepSpeed is not installed."""
+    from tui_ft.errors import UserError
+    from tui_ft.recipe import recipes_dir
+
+    shipped = recipes_dir() / "accelerate" / f"{name}.yaml"
+    path = Path(name).expanduser()
+    if shipped.exists():
+        path = shipped
+    elif not path.is_file():
+        names = sorted(p.stem for p in (recipes_dir() / "accelerate").glob("*.yaml"))
+        raise UserError(
+            f"no accelerate config {name!r}", field="launcher.config", hint=f"shipped: {', '.join(names)}"
+        )
+    if "DEEPSPEED" in path.read_text():
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError(
+                "this accelerate config uses DeepSpeed, which is not installed",
+                field="launcher.config",
+                hint="pip install 'tui-ft[deepspeed]' (needs a CUDA toolkit), or use config: ddp or fsdp",
+            )
+    return path
 
 
 def resume_run(run: RunDir, *, detach: bool):

@@ -46,6 +46,7 @@ from tui_ft.ui.widgets.run_format import (
     progress_bar,
     state_text,
 )
+from tui_ft.ui.widgets.run_nodes import RunNodes
 
 RUN_POLL_S = 1.0  # while the run is active
 IDLE_RUN_POLL_S = 3.0  # a finished run (it may be resumed from elsewhere)
@@ -461,6 +462,7 @@ class RunDashboard(Vertical):
                 yield ChartGrid(id="dash-charts")
                 yield ConfusionMatrix(id="dash-confusion")
             with TabPane(_tab_title("tab-system"), id="tab-system"):
+                yield RunNodes(id="dash-nodes")  # the nodes of a multi-node run (hidden otherwise)
                 yield Static("", id="dash-gpu-note")
                 yield ChartGrid(id="dash-system")
             with TabPane(_tab_title("tab-log"), id="tab-log"):
