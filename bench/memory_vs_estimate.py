@@ -145,6 +145,7 @@ def measure(ws_root: str, row: str, overrides: list[str], device: str) -> dict:
     result = {
         "row": row,
         "recipe": ROWS[row][0],
+        "overrides": overrides,
         "state": status.state if status else "crashed",
         "error": (status.error or {}).get("message") if status else None,
         "exit": code,
@@ -224,7 +225,7 @@ def mib(n: float) -> str:
 
 
 def print_table(results: list[dict], device: str) -> bool:
-    parts = ("weights", "gradients", "optimizer", "activations", "reference", "runtime")
+    parts = ("weights", "gradients", "optimizer", "activations", "overlap", "reference", "runtime")
     head = "".join(f"{p[:8]:>9}" for p in parts)
     print(f"\n{'row':<14}{head}{'estimate':>10}{'measured':>10}{'est/meas':>9}  (MiB)", flush=True)
     ok = True
@@ -263,6 +264,29 @@ def print_table(results: list[dict], device: str) -> bool:
     return ok
 
 
+def reestimate(results_file: Path, ws_root: Path | None, device: str) -> int:
+    """The table of an earlier run's measurements against the estimate as the code gives it now."""
+    from tui_ft.estimate import estimate_memory
+    from tui_ft.monitor.system import GpuSampler
+    from tui_ft.recipe import load_recipe
+    from tui_ft.workspace import Workspace
+
+    if ws_root is None:
+        print("memory_vs_estimate: --from-json needs --keep WORKSPACE (the run's model)", file=sys.stderr)
+        return 2
+    ws = Workspace(ws_root.resolve())
+    os.environ["TUI_FT_HOME"] = str(ws.root)
+    with GpuSampler() as sampler:
+        gpu = sampler.sample()
+    results = json.loads(results_file.read_text())
+    for r in results:
+        if r.get("state") == "completed":
+            loaded = load_recipe(r["recipe"], r["overrides"], cache_dir=ws.cache)
+            r["estimate"] = estimate_memory(loaded.recipe, ws, gpu=gpu).to_json()
+    ok = print_table(results, device)
+    return 0 if ok else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -278,6 +302,12 @@ def main() -> int:
     parser.add_argument("--only", default="", help=f"comma-separated rows of: {', '.join(ROWS)}")
     parser.add_argument("--check", action="store_true", help="exit 1 when a row is outside the goal")
     parser.add_argument("--keep", type=Path, default=None, help="use (and keep) this workspace folder")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="re-estimate the measured rows of an earlier --json (with its --keep workspace), no training",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--child", nargs=4, metavar=("WS", "ROW", "OVERRIDES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -292,6 +322,8 @@ def main() -> int:
         if not torch.cuda.is_available():
             print("memory_vs_estimate: --device cuda but torch sees no CUDA GPU", file=sys.stderr)
             return 2
+    if args.from_json:
+        return reestimate(args.from_json, args.keep, args.device)
     rows = [r.strip() for r in args.only.split(",") if r.strip()] or list(ROWS)
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
