@@ -299,6 +299,11 @@ def main() -> int:
     parser.add_argument(
         "--vocab", type=int, default=VOCAB, help="the model's vocabulary (embeddings, logits)"
     )
+    parser.add_argument(
+        "--glibc-heap",
+        action="store_true",
+        help="CPU: leave glibc's malloc as it is (its heap keeps freed temporaries: RSS above live memory)",
+    )
     parser.add_argument("--only", default="", help=f"comma-separated rows of: {', '.join(ROWS)}")
     parser.add_argument("--check", action="store_true", help="exit 1 when a row is outside the goal")
     parser.add_argument("--keep", type=Path, default=None, help="use (and keep) this workspace folder")
@@ -350,6 +355,10 @@ def main() -> int:
         env = {**os.environ, "TUI_FT_HOME": tmp, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         if args.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
+            if not args.glibc_heap:
+                # freed tensors go back to the OS at once: the RSS high-water mark is the peak of live
+                # memory, not glibc's heap keeping the forward pass's freed temporaries
+                env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
         results = []
         for row in rows:
             recipe, extra = ROWS[row]

@@ -15,19 +15,32 @@ The estimate is a sum of parts, each with a one-line explanation, per device (pe
                parameter, and pure bfloat16 is 2+2+4 = 8) and float32 for bitsandbytes' 32-bit ones;
                8-bit optimizers keep 1 byte per moment (adamw_8bit, paged_adamw_8bit: 2 bytes/param);
                Lion/RMSprop/Adagrad keep one moment, AdEMAMix three, Adafactor factored rows and columns.
-  activations  what autograd keeps for the backward pass of a Llama-style block, per token:
-               two RMSNorms (a float32 copy of their input and the normalised output),
-               q, k, v, the attention output and the o_proj input (3h + 2 kv), and the MLP's gate, its
-               activation, up and their product (4 x intermediate), in the compute dtype (2 bytes under
+  activations  what autograd keeps for the backward pass of a Llama-style block, per token (each term
+               held against autograd's saved tensors in tests/test_estimate.py): each RMSNorm a float32
+               copy of its input, plus its normalised input when its weight trains; q and k after
+               RoPE, v and the attention output (2h + 2 kv); the MLP's gate output, its activation and
+               up's output (3 x intermediate); and the inputs of the Linear modules (each norm's output
+               and the MLP's product) when their weights train or an adapter reads them: a frozen Linear
+               needs only its weight (prompt tuning keeps none). In the compute dtype (2 bytes under
                bf16/fp16, 4 in float32); x batch x sequence x trained blocks. Attention is assumed
                memory-efficient (SDPA/flash: no seq^2 term) unless `attn_implementation: eager`.
                Activation checkpointing keeps only each block's input plus one block being recomputed.
-               LoRA dropout > 0 adds a dropped copy of each adapted module's input. Plus the logits:
-               batch x sequence x vocab in the compute dtype, upcast to float32 for the loss, and the
-               log-softmax kept for backward (compute + 8 bytes per logit). Every sequence is assumed
-               `data.max_length` tokens long (the worst case: packing, or a batch holding a long example).
-               Freeze training keeps activations of the trained blocks only; nothing below them needs
-               a gradient.
+               LoRA keeps A's output (r) per adapted module, and under 16-bit compute a 16-bit copy of
+               the module's input cast for the float32 adapter; DoRA also keeps the base output and the
+               LoRA branch's output (2 x out_features); dropout > 0 a dropped copy of the input.
+               Then the LM head: TRL's chunked log-prob head (SFT, DPO, KTO, GRPO, RLOO, when the
+               installed TRL has trl/kernels/chunked_logprob.py) never builds the logits: one tile of at
+               most 4,096 tokens x 32,768 vocabulary entries at a time (on a GPU the matmul buffer; on a
+               CPU torch's fallback also holds 7 float32 temporaries and a mask per element in the
+               backward pass: compute + 29 bytes), plus the hidden states' float32 gradient. Otherwise
+               (ORPO, older TRL) the logits: batch x sequence x vocab in the compute dtype, upcast to
+               float32 for the loss, and the log-softmax kept for backward (compute + 8 bytes per logit).
+               Every sequence is assumed `data.max_length` tokens long (the worst case: packing, or a
+               batch holding a long example). Freeze training keeps activations of the trained blocks
+               only; nothing below them needs a gradient.
+  overlap      the backward pass frees each block's activations as it fills that block's gradients:
+               the peak holds weights + optimizer + the larger of (activations + the head's gradient,
+               filled first) and the gradients, not both (a negative part, "freed in backward").
   reference    DPO, KTO, GRPO (beta > 0) and RLOO compare with a reference model: none with an adapter
                (the base with the adapter disabled is the reference), a second copy of the weights for
                full and freeze training, unless DPO/KTO `precompute_ref_log_probs` computes the reference
