@@ -241,3 +241,156 @@ def test_cli_estimate_json_and_bad_recipe(cli_env, llama7b):
     )
     assert bad.returncode == 2
     assert "adapter.r" in bad.stderr and "greater than 0" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# the formula's parts, each against what torch and TRL actually keep
+
+
+def _saved_bytes_per_layer(model, input_ids, **inputs) -> dict[int, int]:
+    """Bytes of the tensors autograd keeps for backward after the forward pass, per decoder block
+    (parameters excluded; a tensor saved by a graph already freed, as DoRA's weight norm, is not kept)."""
+    import re
+    import weakref
+
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    current = [-1]
+    for name, module in model.named_modules():
+        m = re.search(r"layers\.(\d+)$", name)
+        if m:
+            index = int(m.group(1))
+            module.register_forward_pre_hook(lambda mod, args, n=index: current.__setitem__(0, n))
+            module.register_forward_hook(lambda mod, args, out: current.__setitem__(0, -1))
+    saved: list[tuple[int, weakref.ref]] = []
+
+    def pack(t):
+        if current[0] >= 0 and t.untyped_storage().data_ptr() not in params:
+            saved.append((current[0], weakref.ref(t)))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(input_ids=input_ids, use_cache=False, **inputs)
+    seen: set[int] = set()
+    per_layer: dict[int, int] = {}
+    for layer, ref in saved:
+        t = ref()
+        if t is not None and t.untyped_storage().data_ptr() not in seen:
+            seen.add(t.untyped_storage().data_ptr())
+            per_layer[layer] = per_layer.get(layer, 0) + t.untyped_storage().nbytes()
+    del out
+    return per_layer
+
+
+def _tiny_llama(hidden=64, intermediate=160, heads=4, kv_heads=2):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        attn_implementation="sdpa",
+    )
+    return LlamaForCausalLM(config)
+
+
+def test_block_activations_match_what_autograd_saves_in_float32():
+    import torch
+
+    from tui_ft.estimate import block_bytes_per_token
+
+    model = _tiny_llama()
+    batch, seq = 2, 48
+    saved = _saved_bytes_per_layer(model, torch.randint(0, 256, (batch, seq)))
+    expected = block_bytes_per_token(64, 2 * 16, 160, abytes=4) * batch * seq
+    assert expected == (32 * 64 + 8 * 32 + 16 * 160) * batch * seq  # norms 2x3h, q k v out, 4 x MLP
+    for layer in (0, 1):
+        assert saved[layer] == pytest.approx(expected, rel=0.02)  # + per-row norms' rsqrt, attention's lse
+    # a frozen model (prompt tuning): frozen Linear modules and norms keep no inputs
+    for p in model.parameters():
+        p.requires_grad_(False)
+    embeds = model.get_input_embeddings()(torch.randint(0, 256, (batch, seq))).requires_grad_(True)
+    saved = _saved_bytes_per_layer(model, None, inputs_embeds=embeds)
+    frozen = block_bytes_per_token(64, 32, 160, 4, norms_train=False, linears_read=False) * batch * seq
+    assert frozen == (16 * 64 + 8 * 32 + 12 * 160) * batch * seq  # norms 2 x 4h, q k v out, 3 x MLP
+    assert saved[1] == pytest.approx(frozen, rel=0.03)
+
+
+def test_lora_and_dora_activations_match_what_autograd_saves():
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tui_ft.estimate import Linear, block_bytes_per_token, lora_module_bytes_per_token
+
+    h, kv, i, r = 64, 32, 160, 8
+    modules = [Linear("q", h, h), Linear("k", h, kv), Linear("v", h, kv), Linear("o", h, h)]
+    modules += [Linear("gate", h, i), Linear("up", h, i), Linear("down", i, h)]
+    batch, seq = 2, 48
+    ids = torch.randint(0, 256, (batch, seq))
+    for dora in (False, True):
+        config = LoraConfig(r=r, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", use_dora=dora)
+        model = get_peft_model(_tiny_llama(), config)
+        saved = _saved_bytes_per_layer(model, ids)
+        extra = sum(lora_module_bytes_per_token(lin, r, 4, dora=dora) for lin in modules)
+        base = block_bytes_per_token(h, kv, i, 4, norms_train=False)  # the norms' weights are frozen
+        expected = (base + extra) * batch * seq
+        assert saved[1] == pytest.approx(expected, rel=0.03), dora
+    lin = Linear("q", 4096, 1024)
+    assert lora_module_bytes_per_token(lin, 16, 2) == 2 * 16
+    assert lora_module_bytes_per_token(lin, 16, 2, input_cast=True) == 2 * (16 + 4096)
+    assert lora_module_bytes_per_token(lin, 16, 2, dora=True) == 2 * (16 + 2 * 1024)
+    assert lora_module_bytes_per_token(lin, 16, 2, dropout=True) == 2 * 16 + 3 * 4096
+
+
+def test_logits_in_tiles_under_trls_fused_head():
+    from tui_ft.estimate import FUSED_TILE_TOKENS, FUSED_TILE_VOCAB, logits_bytes
+
+    # materialised: compute dtype + a float32 upcast + the log-softmax kept for backward
+    assert logits_bytes(1000, 32000, 2048, 2, fused=False, on_gpu=True) == 1000 * 32000 * 10
+    # fused: one tile at a time, whatever the batch or vocabulary, plus the hidden states' float32 gradient
+    big = logits_bytes(100_000, 150_000, 4096, 2, fused=True, on_gpu=True)
+    assert big == FUSED_TILE_TOKENS * FUSED_TILE_VOCAB * 2 + 100_000 * 4096 * 4
+    # on a CPU torch's fallback holds the tile's temporaries too: 33 bytes per element in float32
+    small = logits_bytes(510, 32000, 768, 4, fused=True, on_gpu=False)
+    assert small == 510 * 32000 * 33 + 510 * 768 * 4
+
+
+def test_sft_and_dpo_use_the_fused_head_orpo_does_not(demo_ws, llama7b):
+    from tui_ft.estimate import trl_fuses_lm_head
+
+    assert trl_fuses_lm_head()  # the TRL tui-ft is tested with has trl/kernels/chunked_logprob.py
+    for method, fused in (("sft", True), ("dpo", True), ("orpo", False)):
+        est = estimate_memory(recipe(str(llama7b), method=method), demo_ws, gpu=A100)
+        assert ("LM head in tiles" in est.part("activations").explanation) is fused, method
+
+
+def test_backward_frees_activations_as_gradients_fill(demo_ws, llama7b):
+    def states(est):
+        return {p.key: p.bytes for p in est.parts}
+
+    # full fine-tuning: the peak holds weights + optimizer + the larger of (activations + head gradient)
+    # and gradients, not both
+    full = estimate_memory(
+        recipe(str(llama7b), adapter={"type": "full"}, model={"dtype": "bfloat16"}), demo_ws, gpu=A100
+    )
+    p = states(full)
+    head_grad = 32000 * 4096 * 2
+    peak = p["weights"] + p["optimizer"] + max(p["activations"] + head_grad, p["gradients"])
+    assert sum(v for k, v in p.items() if k != "runtime") == peak
+    assert p["overlap"] == -min(p["gradients"] - head_grad, p["activations"])
+    # LoRA: the adapter's few gradients fill while the activations are freed
+    lora = states(estimate_memory(recipe(str(llama7b)), demo_ws, gpu=A100))
+    assert lora["overlap"] == -lora["gradients"]
+
+
+def test_format_bytes_of_a_negative_part():
+    from tui_ft.estimate import format_bytes
+
+    assert format_bytes(-2048) == "-2.0 KiB"
+    assert format_bytes(3 * 1024**3) == "3.0 GiB"

@@ -15,19 +15,32 @@ The estimate is a sum of parts, each with a one-line explanation, per device (pe
                parameter, and pure bfloat16 is 2+2+4 = 8) and float32 for bitsandbytes' 32-bit ones;
                8-bit optimizers keep 1 byte per moment (adamw_8bit, paged_adamw_8bit: 2 bytes/param);
                Lion/RMSprop/Adagrad keep one moment, AdEMAMix three, Adafactor factored rows and columns.
-  activations  what autograd keeps for the backward pass of a Llama-style block, per token:
-               two RMSNorms (a float32 copy of their input and the normalised output),
-               q, k, v, the attention output and the o_proj input (3h + 2 kv), and the MLP's gate, its
-               activation, up and their product (4 x intermediate), in the compute dtype (2 bytes under
+  activations  what autograd keeps for the backward pass of a Llama-style block, per token (each term
+               held against autograd's saved tensors in tests/test_estimate.py): each RMSNorm a float32
+               copy of its input, plus its normalised input when its weight trains; q and k after
+               RoPE, v and the attention output (2h + 2 kv); the MLP's gate output, its activation and
+               up's output (3 x intermediate); and the inputs of the Linear modules (each norm's output
+               and the MLP's product) when their weights train or an adapter reads them: a frozen Linear
+               needs only its weight (prompt tuning keeps none). In the compute dtype (2 bytes under
                bf16/fp16, 4 in float32); x batch x sequence x trained blocks. Attention is assumed
                memory-efficient (SDPA/flash: no seq^2 term) unless `attn_implementation: eager`.
                Activation checkpointing keeps only each block's input plus one block being recomputed.
-               LoRA dropout > 0 adds a dropped copy of each adapted module's input. Plus the logits:
-               batch x sequence x vocab in the compute dtype, upcast to float32 for the loss, and the
-               log-softmax kept for backward (compute + 8 bytes per logit). Every sequence is assumed
-               `data.max_length` tokens long (the worst case: packing, or a batch holding a long example).
-               Freeze training keeps activations of the trained blocks only; nothing below them needs
-               a gradient.
+               LoRA keeps A's output (r) per adapted module, and under 16-bit compute a 16-bit copy of
+               the module's input cast for the float32 adapter; DoRA also keeps the base output and the
+               LoRA branch's output (2 x out_features); dropout > 0 a dropped copy of the input.
+               Then the LM head: TRL's chunked log-prob head (SFT, DPO, KTO, GRPO, RLOO, when the
+               installed TRL has trl/kernels/chunked_logprob.py) never builds the logits: one tile of at
+               most 4,096 tokens x 32,768 vocabulary entries at a time (on a GPU the matmul buffer; on a
+               CPU torch's fallback also holds 7 float32 temporaries and a mask per element in the
+               backward pass: compute + 29 bytes), plus the hidden states' float32 gradient. Otherwise
+               (ORPO, older TRL) the logits: batch x sequence x vocab in the compute dtype, upcast to
+               float32 for the loss, and the log-softmax kept for backward (compute + 8 bytes per logit).
+               Every sequence is assumed `data.max_length` tokens long (the worst case: packing, or a
+               batch holding a long example). Freeze training keeps activations of the trained blocks
+               only; nothing below them needs a gradient.
+  overlap      the backward pass frees each block's activations as it fills that block's gradients:
+               the peak holds weights + optimizer + the larger of (activations + the head's gradient,
+               filled first) and the gradients, not both (a negative part, "freed in backward").
   reference    DPO, KTO, GRPO (beta > 0) and RLOO compare with a reference model: none with an adapter
                (the base with the adapter disabled is the reference), a second copy of the weights for
                full and freeze training, unless DPO/KTO `precompute_ref_log_probs` computes the reference
@@ -50,6 +63,7 @@ layers, heads and kv heads, tied embeddings; biases ignored).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -71,6 +85,10 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weight + 8-bit absmax per 64 + fp32 per 256 absmax
 NF4_BYTES_SINGLE = 0.5 + 4 / 64  # without double quantization (not used by tui-ft, kept for reference)
 CUDA_CONTEXT = int(0.75 * GIB)
+# TRL's chunked log-prob LM head (trl/kernels/chunked_logprob.py): tokens and vocabulary per tile.
+FUSED_TILE_TOKENS = 4096
+FUSED_TILE_VOCAB = 32768
+FUSED_HEAD_METHODS = ("sft", "dpo", "kto", "grpo", "rloo")
 FRAGMENTATION = 0.10
 
 # TRL's defaults (trl 1.x) for the keys the estimate reads, when the recipe does not set them.
@@ -198,7 +216,9 @@ class MemoryEstimate:
 
 
 def format_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB', 13.5e9 -> '12.6 GiB'."""
+    """1536 -> '1.5 KiB', 13.5e9 -> '12.6 GiB', -2048 -> '-2.0 KiB'."""
+    if n < 0:
+        return "-" + format_bytes(-n)
     for unit, size in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
@@ -464,6 +484,18 @@ def _optimizer(optim: str, param_bytes: int, trainable: int, hidden: int) -> tup
     return total, f"{optim}: {moments} {kind} moment{'s' if moments > 1 else ''} x {format_count(trainable)}"
 
 
+@functools.cache
+def trl_fuses_lm_head() -> bool:
+    """Whether the installed TRL computes log-probs through its chunked LM head (never imports trl)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("trl").files or []
+    except metadata.PackageNotFoundError:
+        return False
+    return any(str(f).replace("\\", "/").endswith("trl/kernels/chunked_logprob.py") for f in files)
+
+
 def _trl_default(method: str, key: str, ws: Workspace) -> Any:
     """TRL's default for `key` from the cached field table if there is one (never imports trl)."""
     from tui_ft.training_fields import _cache_file, training_fields
@@ -693,12 +725,75 @@ def _adapter_activations_per_token(plan: _Plan) -> int:
     per_layer_adapted: dict[int, int] = {}
     for lin in plan.adapted:
         m = _LAYER.search("." + lin.name + ".")
-        extra = plan.abytes * adapter.r
-        if adapter.dropout > 0:
-            extra += (plan.abytes + 1) * lin.in_features  # dropped input copy + its mask
+        extra = lora_module_bytes_per_token(
+            lin,
+            adapter.r,
+            plan.abytes,
+            dora=plan.kind == "dora",
+            dropout=adapter.dropout > 0,
+            input_cast=plan.half_compute,
+        )
         layer = int(m.group(1)) if m else 0
         per_layer_adapted[layer] = per_layer_adapted.get(layer, 0) + extra
     return max(per_layer_adapted.values(), default=0)
+
+
+def block_bytes_per_token(
+    hidden: int,
+    kv_dim: int,
+    intermediate: int,
+    abytes: int,
+    *,
+    norms_train: bool = True,
+    linears_read: bool = True,
+) -> int:
+    """What autograd keeps per token for one Llama-style block (memory-efficient attention).
+
+    Each RMSNorm keeps a float32 copy of its input (the input itself in float32), and its normalised
+    input when its weight trains (`norms_train`); attention keeps q and k after RoPE, v and its output
+    (2 hidden + 2 kv); the gated MLP keeps the gate's output, its activation and up's output
+    (3 x intermediate). The inputs of the Linear modules (each norm's output, the MLP's product) are
+    kept when their weights train or an adapter reads them (`linears_read`); a frozen Linear needs
+    only its weight for the backward pass."""
+    norms = 2 * (4 + abytes * (int(norms_train) + int(linears_read))) * hidden
+    attention = abytes * (2 * hidden + 2 * kv_dim)
+    mlp = (3 + int(linears_read)) * abytes * intermediate
+    return norms + attention + mlp
+
+
+def lora_module_bytes_per_token(
+    lin: Linear, r: int, abytes: int, *, dora: bool = False, dropout: bool = False, input_cast: bool = False
+) -> int:
+    """What one LoRA/DoRA-wrapped Linear keeps per token beside the base Linear's own input.
+
+    LoRA: A's output (r) for B. `input_cast`: the input cast to the adapter's float32 weights (16-bit
+    compute: under autocast a 16-bit copy, one per module even where q, k, v share an input).
+    DoRA also keeps the base Linear's output recomputed for the magnitude and the LoRA branch's
+    output (2 x out_features). Dropout > 0: the dropped copy of the input and its mask."""
+    extra = abytes * r
+    if input_cast:
+        extra += abytes * lin.in_features
+    if dora:
+        extra += 2 * abytes * lin.out_features
+    if dropout:
+        extra += (abytes + 1) * lin.in_features
+    return extra
+
+
+def logits_bytes(tokens: int, width: int, hidden: int, abytes: int, *, fused: bool, on_gpu: bool) -> int:
+    """What the LM head and the loss hold at their peak for `tokens` positions of `width` logits.
+
+    `fused` (TRL's chunked log-prob head, SFT/DPO/KTO/GRPO/RLOO): the logits are never materialised;
+    one tile of at most 4,096 tokens x 32,768 vocabulary entries at a time, plus the float32 gradient
+    of the hidden states. On a GPU the tile is the matmul buffer alone (Triton folds it in place);
+    on a CPU torch's fallback also holds 7 float32 temporaries and a boolean mask per tile element
+    in the backward pass (compute + 29 bytes). Otherwise the logits in the compute dtype, upcast to
+    float32 for the loss, and the log-softmax kept for backward (compute + 8 bytes per logit)."""
+    if not fused:
+        return tokens * width * (abytes + 8)
+    tile = min(tokens, FUSED_TILE_TOKENS) * min(width, FUSED_TILE_VOCAB)
+    per_element = abytes if on_gpu else abytes + 29
+    return tile * per_element + tokens * hidden * 4
 
 
 def _activations(plan: _Plan) -> MemoryPart:
@@ -706,7 +801,9 @@ def _activations(plan: _Plan) -> MemoryPart:
     shape, abytes, tokens, seq_total = plan.shape, plan.abytes, plan.tokens, plan.seq_total
     training, adapter, kind = plan.recipe.training, plan.recipe.adapter, plan.kind
     h, kv, i = shape.hidden, shape.kv_dim, shape.intermediate * shape.experts_per_token
-    per_token_layer = 2 * (4 + abytes) * h + abytes * (3 * h + 2 * kv) + 4 * abytes * i
+    per_token_layer = block_bytes_per_token(
+        h, kv, i, abytes, norms_train=kind in ("full", "freeze"), linears_read=kind != "prompt_tuning"
+    )
     if kind in ("lora", "dora"):
         per_token_layer += _adapter_activations_per_token(plan)
     eager = plan.recipe.model.attn_implementation == "eager"
@@ -721,15 +818,43 @@ def _activations(plan: _Plan) -> MemoryPart:
         layer_acts = trained_layers * full_layer
         ckpt_why = f"{trained_layers} block(s) kept"
     logit_width = SCORE_HEAD_OUTPUTS.get(plan.method, shape.vocab)
-    logits = tokens * logit_width * (abytes + 8)
+    fused = plan.method in FUSED_HEAD_METHODS and trl_fuses_lm_head()
+    logits = logits_bytes(tokens, logit_width, h, abytes, fused=fused, on_gpu=plan.on_gpu)
+    final_norm = tokens * (4 + (2 if kind in ("full", "freeze") else 1) * abytes) * h
     if plan.method in PAIRED_METHODS:
         plan.assumptions.append(f"{plan.method}: chosen and rejected run together (batch x 2)")
     return MemoryPart(
         "activations",
         "activations",
-        int(layer_acts + logits),
-        f"{plan.rows} x {seq_total} tokens, {ckpt_why}; logits {format_bytes(logits)}"
+        int(layer_acts + final_norm + logits),
+        f"{plan.rows} x {seq_total} tokens, {ckpt_why}; "
+        + (f"LM head in tiles {format_bytes(logits)}" if fused else f"logits {format_bytes(logits)}")
         + ("; eager attention seq^2" if eager else ""),
+    )
+
+
+def _head_gradient(plan: _Plan) -> int:
+    """Bytes of the gradient of the output head when it trains (filled first in the backward pass)."""
+    if plan.kind == "prompt_tuning" or (
+        plan.kind in ("lora", "dora") and plan.method not in SCORE_HEAD_OUTPUTS
+    ):
+        return 0
+    head = _method_size(plan.recipe, plan.shape)[1] or plan.shape.embed_params  # tied: the embeddings
+    return min(head, plan.trainable) * plan.train_bytes
+
+
+def _overlap(plan: _Plan, gradients: MemoryPart, activations: MemoryPart) -> MemoryPart | None:
+    """The backward pass frees each block's activations as it fills that block's gradients, so the
+    peak holds weights + optimizer + max(activations + the head's gradient, gradients), not both sums.
+    None when nothing overlaps."""
+    overlap = min(gradients.bytes - _head_gradient(plan), activations.bytes)
+    if overlap <= 0:
+        return None
+    return MemoryPart(
+        "overlap",
+        "freed in backward",
+        -overlap,
+        "gradients fill as the backward pass frees activations: the peak holds the larger of the two",
     )
 
 
@@ -846,6 +971,10 @@ def estimate_memory(
     parts = [_weights(plan), _gradients(plan), _optimizer_state(plan), _activations(plan)]
     parts += [part for part in (_reference(plan), _generation(plan)) if part is not None]
     parts = _sharded(plan, parts)
+    by_key = {p.key: p for p in parts}
+    overlap = _overlap(plan, by_key["gradients"], by_key["activations"])
+    if overlap is not None:
+        parts.insert(4, overlap)
     parts.append(_runtime(plan, sum(p.bytes for p in parts)))
     device_bytes, device = _device(plan, gpu)
 
