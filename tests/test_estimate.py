@@ -394,3 +394,31 @@ def test_format_bytes_of_a_negative_part():
 
     assert format_bytes(-2048) == "-2.0 KiB"
     assert format_bytes(3 * 1024**3) == "3.0 GiB"
+
+
+def test_the_estimate_speaks_per_device_with_the_world_size_of_a_multi_node_run(demo_ws, llama7b):
+    """ZeRO-3 over two machines of two processes each shards weights, gradients and optimizer four ways
+    (the world size, not one machine's processes); the GPUs compared with are the hosts', not this
+    machine's."""
+
+    def launched(launcher):
+        data = {
+            "method": "sft",
+            "model": {"name": str(llama7b), "dtype": "bfloat16"},
+            "adapter": {"type": "full"},
+            "data": {"train": "x.jsonl", "max_length": 512},
+            "training": {"per_device_train_batch_size": 1},
+            "launcher": launcher,
+        }
+        return estimate_memory(validate_recipe(data, check_training=False).recipe, demo_ws, gpu=A100)
+
+    one = launched({"type": "accelerate", "num_processes": 2, "config": "deepspeed-zero3"})
+    two = launched(
+        {"type": "accelerate", "num_processes": 2, "config": "deepspeed-zero3", "hosts": ["a:2", "b:2"]}
+    )
+    for key in ("weights", "gradients", "optimizer"):
+        assert two.part(key).bytes == pytest.approx(one.part(key).bytes / 2, rel=1e-6)
+        assert "world size 4: 2 machines x 2" in two.part(key).explanation
+    assert "per device, world size 4: 2 machines x 2" in two.assumptions
+    assert two.device_bytes is None and "launcher.hosts" in two.device
+    assert one.device_bytes is not None  # one machine: compared with its own GPU

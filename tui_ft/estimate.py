@@ -899,10 +899,12 @@ def _generation(plan: _Plan) -> MemoryPart | None:
 def _sharded(plan: _Plan, parts: list[MemoryPart]) -> list[MemoryPart]:
     """The parts divided over the processes where DeepSpeed ZeRO or FSDP splits them."""
     launcher = plan.recipe.launcher
-    if launcher.type != "accelerate" or launcher.num_processes <= 1:
+    machines, n = launcher.world()
+    if n <= 1:
         return parts
-    n = launcher.num_processes
     config = launcher.config
+    world = f"world size {n}" + (f": {machines} machines x {n // machines}" if machines > 1 else "")
+    plan.assumptions.append(f"per device, {world}")
     sharded = {
         "deepspeed-zero2": ("gradients", "optimizer"),
         "deepspeed-zero3": ("weights", "gradients", "optimizer", "reference"),
@@ -910,13 +912,13 @@ def _sharded(plan: _Plan, parts: list[MemoryPart]) -> list[MemoryPart]:
     }.get(config, ())
     if sharded:
         return [
-            MemoryPart(p.key, p.label, p.bytes // n, p.explanation + f" / {n} ({config})")
+            MemoryPart(p.key, p.label, p.bytes // n, p.explanation + f" / {n} ({config}, {world})")
             if p.key in sharded
             else p
             for p in parts
         ]
     if config == "ddp":
-        plan.assumptions.append(f"ddp: each of the {n} processes holds everything")
+        plan.assumptions.append(f"ddp: each of the {n} processes ({world}) holds everything")
     return parts
 
 
@@ -941,7 +943,11 @@ def _device(plan: _Plan, gpu: GpuStatus) -> tuple[int | None, str]:
         if gpu.reason:
             plan.assumptions.append(f"GPU: {gpu.reason}")
         return None, "no GPU detected to compare with"
-    wanted = plan.recipe.launcher.gpus
+    launcher = plan.recipe.launcher
+    if launcher.type == "slurm" or launcher.hosts:
+        where = "the Slurm job's nodes" if launcher.type == "slurm" else "the hosts in launcher.hosts"
+        return None, f"the run trains on {where}: compare with their GPUs (this machine's are not used)"
+    wanted = launcher.gpus
     gpus = [g for g in gpu.gpus if wanted is None or g.index in wanted] or list(gpu.gpus)
     known = [g for g in gpus if g.memory_total_mb]
     if not known:
