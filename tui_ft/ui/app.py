@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -20,13 +21,14 @@ from textual.theme import Theme
 from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
-from tui_ft.errorlog import describe, log_exception
-from tui_ft.inference.client import GenerationClient
 from tui_ft.monitor.system import GpuSampler, GpuStatus
 from tui_ft.ui.commands import TuiFtCommands
 from tui_ft.ui.screens.datasets import DatasetsScreen
 from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
 from tui_ft.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tui_ft.inference.client import GenerationClient
 
 GPU_POLL_S = 5.0
 
@@ -158,7 +160,9 @@ class TuiFtApp(App[int]):
         self.register_theme(THEME)
         self.theme = THEME.name
 
-    def on_mount(self) -> None:
+    def on_ready(self) -> None:
+        """The first frame is on the screen: only now sample the GPUs (loading NVML on a worker thread
+        still holds the interpreter's lock for a while, which would delay that frame)."""
         self._poll_gpu()
 
     # --- GPU summary (poll without overlap: the next sample is scheduled when the last one ended) ----
@@ -190,6 +194,8 @@ class TuiFtApp(App[int]):
             self._failing.pop(key, None)
         if event.state != WorkerState.ERROR or worker.error is None:
             return
+        from tui_ft.errorlog import describe, log_exception
+
         sentence = describe(worker.error)
         if self._failing.get(key) == sentence:  # a poller failing the same way again: told already
             return
@@ -213,6 +219,8 @@ class TuiFtApp(App[int]):
     def generation(self) -> GenerationClient:
         """The generation service (Chat, Annotate): one child process, started on the first request."""
         if self._generation is None:
+            from tui_ft.inference.client import GenerationClient
+
             self._generation = GenerationClient(self.workspace)
         return self._generation
 
