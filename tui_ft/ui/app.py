@@ -15,7 +15,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.reactive import reactive
+from textual.reactive import Reactive, reactive
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Header
@@ -128,6 +128,9 @@ class TuiFtApp(App[int]):
     ]
 
     gpu_summary: reactive[str] = reactive("GPU: checking…")
+    # The theme from the start, not set after: setting it makes Textual parse and apply the whole CSS
+    # again, twice, while the first screen is built (registered in __init__, before any CSS is parsed).
+    theme: Reactive[str] = Reactive(THEME.name)
 
     @dataclass
     class GpuSampled(Message):
@@ -158,7 +161,7 @@ class TuiFtApp(App[int]):
         self._gpu_worker: Worker | None = None  # the GPU sample in flight
         self._failing: dict[tuple[str, str], str] = {}  # job -> its failure last reported
         self.register_theme(THEME)
-        self.theme = THEME.name
+        self.set_class(True, f"-theme-{THEME.name}", update=False)  # what setting the theme would add
 
     def on_ready(self) -> None:
         """The first frame is on the screen: only now sample the GPUs (loading NVML on a worker thread
