@@ -29,7 +29,7 @@ RATIO_GOAL = 1.5  # tui-ft's start to first screen, at most this many times an e
 HEAVY = ["torch", "transformers", "trl", "peft", "datasets", "bitsandbytes", "accelerate"]
 
 CHILD = f"""
-import json, sys
+import json, sys, time
 from textual.app import App
 from textual.widgets import Static
 
@@ -37,7 +37,8 @@ kind, home = sys.argv[1], sys.argv[2]
 HEAVY = {HEAVY!r}
 
 def report(app):
-    print(json.dumps({{"heavy": [m for m in HEAVY if m in sys.modules]}}), flush=True)
+    heavy = [m for m in HEAVY if m in sys.modules]
+    print(json.dumps({{"heavy": heavy, "cpu": time.process_time()}}), flush=True)
     app.exit()
 
 if kind == "tui-ft":
@@ -63,14 +64,16 @@ app.run(headless=True, size=(100, 30))
 """
 
 
-def measure(kind: str, home: Path) -> tuple[float, list[str]]:
+def measure(kind: str, home: Path) -> tuple[float, float, list[str]]:
+    """Wall seconds from spawn to the first frame, the process's own CPU seconds by then (every thread;
+    less swayed by other processes on a shared machine), and the training-stack modules it imported."""
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", CHILD, kind, str(home)], capture_output=True, text=True, check=True, timeout=60
     )
     took = time.perf_counter() - start
-    line = next(line for line in out.stdout.splitlines() if line.startswith("{"))
-    return took, json.loads(line)["heavy"]
+    line = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    return took, line["cpu"], line["heavy"]
 
 
 def main() -> int:
@@ -96,10 +99,12 @@ def main() -> int:
         measure("tui-ft", home)  # warm the file cache and .pyc files once, not counted
         measure("empty", home)
         tui, empty, heavy_seen = [], [], set()
+        cpu: dict[str, list[float]] = {"tui-ft": [], "empty": []}
         for _ in range(args.repeats):
             for kind, into in (("tui-ft", tui), ("empty", empty)):
-                took, heavy = measure(kind, home)
+                took, used, heavy = measure(kind, home)
                 into.append(took)
+                cpu[kind].append(used)
                 if kind == "tui-ft":
                     heavy_seen.update(heavy)
 
@@ -112,6 +117,8 @@ def main() -> int:
     print(
         f"  tui-ft / empty app         {t / e:6.2f}x   (goal <= {RATIO_GOAL}x; tui-ft's own cost: {t - e:+.3f} s)"
     )
+    tc, ec = statistics.median(cpu["tui-ft"]), statistics.median(cpu["empty"])
+    print(f"  cross-check, CPU seconds   tui-ft {tc:.3f} s, empty {ec:.3f} s: {tc / ec:.2f}x")
     print(f"  spread tui-ft              {min(tui):.3f} - {max(tui):.3f} s")
     print(f"  training stack imported    {', '.join(sorted(heavy_seen)) or 'none'}")
     ok = t < BUDGET_S and not heavy_seen
