@@ -251,10 +251,18 @@ def _first_row(path: Path) -> Any:
     return None
 
 
-def child_env(home: Path, label: str, threads: int | None) -> dict[str, str]:
+def child_env(home: Path, label: str, threads: int | None, allocator: str = "same") -> dict[str, str]:
     """A fresh environment per training: the temp workspace, offline, and a datasets cache of its own
-    (so one run never reuses another's tokenized data); `threads` caps torch's CPU threads."""
+    (so one run never reuses another's tokenized data); `threads` caps torch's CPU threads.
+
+    `allocator` "same" gives the plain script the glibc malloc thresholds tui-ft's runner sets for itself
+    (`keep_freed_memory`), through glibc's own variables, so the ratio measures what the engine adds and
+    not the allocator; "default" leaves the plain script on glibc's defaults, as a user's script runs."""
     env = dict(os.environ)
+    if label.startswith("plain") and allocator == "same":
+        from tui_ft.engine.runner import MMAP_THRESHOLD, TRIM_THRESHOLD
+
+        env.update(MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD), MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env.update(
@@ -424,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"exit 1 if the tokens/s ratio is below {RATIO_GOAL} or a loss differs by more than "
         f"{LOSS_TOLERANCE:g}",
     )
+    parser.add_argument(
+        "--plain-allocator",
+        choices=("same", "default"),
+        default="same",
+        help="same (default): the plain script runs with the malloc thresholds tui-ft's runner sets, so "
+        "the ratio is the engine's own cost; default: glibc's defaults, as a user's script runs",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspace (logs, runs)")
     parser.add_argument("--worker", nargs=3, metavar=("SIDE", "SPEC", "OUT"), help=argparse.SUPPRESS)
@@ -484,7 +499,7 @@ def bench(args, home: Path) -> int:
     threads = f"{args.threads} torch thread(s)" if args.threads else "torch's default threads"
     print(
         f"recipe {args.recipe} ({resolved['adapter']['type']}, {args.steps} steps, logging every step, "
-        f"{threads}); {args.repeats} run(s) per side, each in a fresh process, in the order A B, B A, ...",
+        f"{threads}; plain script's malloc: {args.plain_allocator}); {args.repeats} run(s) per side, each in a fresh process, in the order A B, B A, ...",
         flush=True,
     )
     print(f"  {'':22}{'tokens/s':>10}{'tokens/CPU-s':>14}{'process':>10}")
@@ -493,7 +508,7 @@ def bench(args, home: Path) -> int:
     }
     for i in range(args.repeats):
         for side in ("engine", "plain") if i % 2 == 0 else ("plain", "engine"):
-            env = child_env(home, f"{side}-{i + 1}", args.threads)
+            env = child_env(home, f"{side}-{i + 1}", args.threads, args.plain_allocator)
             log = home / f"{side}-{i + 1}.log"
             if side == "engine":
                 cmd = [sys.executable, "-m", "tui_ft.engine.runner", str(runs[i].path)]
@@ -539,6 +554,7 @@ def bench(args, home: Path) -> int:
             "steps": args.steps,
             "repeats": args.repeats,
             "threads": args.threads,
+            "plain_allocator": args.plain_allocator,
             "ratio": ratio,
             "paired_ratio": paired,
             "cpu_ratio": cpu_ratio,

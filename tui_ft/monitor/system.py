@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.metadata
-import logging
-import platform
 import sys
 import threading
 import time
@@ -265,6 +262,9 @@ def sample_system(pid: int | None = None, *, cpu_interval: float | None = None) 
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the stack, read from package metadata (imports nothing heavy)."""
+    import importlib.metadata  # here, not at the top: the UI imports this module to paint its first screen
+    import platform
+
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -289,6 +289,8 @@ def cpu_model() -> str | None:
                 return value.strip()
     except OSError:
         pass
+    import platform
+
     return platform.processor() or None
 
 
@@ -322,6 +324,8 @@ def torch_view() -> dict[str, Any]:
 
 def bitsandbytes_view() -> dict[str, Any]:
     """Whether bitsandbytes can quantize to 4-bit NF4 here, proven by a tiny round trip."""
+    import logging
+
     # bitsandbytes logs a warning on import on AVX512-BF16 CPUs about an optional kernel package.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
@@ -349,6 +353,8 @@ def sysinfo(gpu: GpuStatus | None = None) -> dict[str, Any]:
     Keys: versions, platform, cpu, memory, gpu (the NVML view), torch (torch's CUDA view),
     bitsandbytes (4-bit usability).
     """
+    import platform
+
     import psutil
 
     if gpu is None:

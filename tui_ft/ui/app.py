@@ -10,25 +10,27 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.reactive import reactive
+from textual.reactive import Reactive, reactive
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
-from tui_ft.errorlog import describe, log_exception
-from tui_ft.inference.client import GenerationClient
 from tui_ft.monitor.system import GpuSampler, GpuStatus
 from tui_ft.ui.commands import TuiFtCommands
 from tui_ft.ui.screens.datasets import DatasetsScreen
 from tui_ft.ui.widgets.fields import in_field, leave_field, typing_in
 from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
 from tui_ft.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tui_ft.inference.client import GenerationClient
 
 GPU_POLL_S = 5.0
 
@@ -134,6 +136,9 @@ class TuiFtApp(App[int]):
     ]
 
     gpu_summary: reactive[str] = reactive("GPU: checking…")
+    # The theme from the start, not set after: setting it makes Textual parse and apply the whole CSS
+    # again, twice, while the first screen is built (registered in __init__, before any CSS is parsed).
+    theme: Reactive[str] = Reactive(THEME.name)
 
     @dataclass
     class GpuSampled(Message):
@@ -164,9 +169,11 @@ class TuiFtApp(App[int]):
         self._gpu_worker: Worker | None = None  # the GPU sample in flight
         self._failing: dict[tuple[str, str], str] = {}  # job -> its failure last reported
         self.register_theme(THEME)
-        self.theme = THEME.name
+        self.set_class(True, f"-theme-{THEME.name}", update=False)  # what setting the theme would add
 
-    def on_mount(self) -> None:
+    def on_ready(self) -> None:
+        """The first frame is on the screen: only now sample the GPUs (loading NVML on a worker thread
+        still holds the interpreter's lock for a while, which would delay that frame)."""
         self._poll_gpu()
         self.call_after_refresh(self.freeze_heap)
 
@@ -220,6 +227,8 @@ class TuiFtApp(App[int]):
             self._failing.pop(key, None)
         if event.state != WorkerState.ERROR or worker.error is None:
             return
+        from tui_ft.errorlog import describe, log_exception
+
         sentence = describe(worker.error)
         if self._failing.get(key) == sentence:  # a poller failing the same way again: told already
             return
@@ -243,6 +252,8 @@ class TuiFtApp(App[int]):
     def generation(self) -> GenerationClient:
         """The generation service (Chat, Annotate): one child process, started on the first request."""
         if self._generation is None:
+            from tui_ft.inference.client import GenerationClient
+
             self._generation = GenerationClient(self.workspace)
         return self._generation
 
