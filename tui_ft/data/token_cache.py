@@ -137,7 +137,7 @@ class TokenCache:
 
     def entries(self) -> list[CacheEntry]:
         """Every complete entry, most recently used first."""
-        found = []
+        found: list[CacheEntry] = []
         if not self.root.is_dir():
             return found
         for path in self.root.iterdir():
