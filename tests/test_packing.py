@@ -76,14 +76,18 @@ def test_packed_sequences_get_the_logits_they_get_alone(demo_ws, attn):
     assert model.config._attn_implementation == attn
     rows = [json.loads(line) for line in (demo_ws.data / "chat.jsonl").read_text().splitlines()[:2]]
     first, second = (
-        torch.tensor([tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]])
+        torch.tensor(
+            [tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]]
+        )
         for r in rows
     )
     model.eval()
     with torch.no_grad():
         alone = [model(input_ids=s, use_cache=False).logits for s in (first, second)]
         positions = torch.cat([torch.arange(first.shape[1]), torch.arange(second.shape[1])]).unsqueeze(0)
-        packed = model(input_ids=torch.cat([first, second], dim=1), position_ids=positions, use_cache=False).logits
+        packed = model(
+            input_ids=torch.cat([first, second], dim=1), position_ids=positions, use_cache=False
+        ).logits
         # the same two rows side by side with positions running on: the second sees the first
         leaked = model(input_ids=torch.cat([first, second], dim=1), use_cache=False).logits
     split = first.shape[1]
@@ -135,7 +139,9 @@ def segments(trainer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("data", "scope"), [("chat.jsonl", "assistant"), ("prompt_completion.jsonl", "completion")])
+@pytest.mark.parametrize(
+    ("data", "scope"), [("chat.jsonl", "assistant"), ("prompt_completion.jsonl", "completion")]
+)
 def test_trained_tokens_of_a_packed_batch_are_each_examples_own(demo_ws, data, scope):
     packed = build(demo_ws, "sft-lora", f"data.train={data}")
     padded = build(demo_ws, "sft-lora", f"data.train={data}", "data.packing=false")
@@ -152,7 +158,7 @@ def test_trained_tokens_of_a_packed_batch_are_each_examples_own(demo_ws, data, s
         total += len(ids) - 1
     assert 0 < trained < total  # only the assistant turns / completions train
     if scope == "completion":  # the prompt's tokens never train
-        for ids, labels in pieces:
+        for _ids, labels in pieces:
             assert labels[1] == -100
 
 
