@@ -10,12 +10,25 @@ import argparse
 import sys
 
 from tui_ft import __version__
-from tui_ft.commands import CommandParser, data, demo, eval, export, generate, info, prefs, runs, sweep, train
+from tui_ft.commands import (
+    CommandParser,
+    cache,
+    data,
+    demo,
+    eval,
+    export,
+    generate,
+    info,
+    prefs,
+    runs,
+    sweep,
+    train,
+)
 from tui_ft.errors import UserError, WorkFailed
 from tui_ft.workspace import Workspace
 
 # In the order `tui-ft --help` lists them.
-COMMAND_GROUPS = (demo, data, train, runs, sweep, eval, export, generate, prefs, info)
+COMMAND_GROUPS = (demo, data, train, runs, sweep, eval, export, generate, prefs, info, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
