@@ -5,7 +5,7 @@ back by `load_from_disk`) and `tui-ft.json` (what it holds). The key hashes the 
 tokenizer, the chat template and every setting that changes the tokens (see `engine/sft.py`), so a sweep's
 trials, a rerun and a resume map the cached copy instead of tokenizing again. The folder is bounded: after
 each write the entries least recently used go first until it is under the limit
-(`$TUI_FT_TOKEN_CACHE_LIMIT`, e.g. `500MB`, `8GB`, `0` to keep nothing; default 4 GB). Light: datasets is
+(`$TUI_FT_TOKEN_CACHE_LIMIT`, e.g. `500MB`, `8GB`; `0` turns the cache off; default 4 GB). Light: datasets is
 imported only by the functions that read or hash one.
 """
 
@@ -106,7 +106,10 @@ class TokenCache:
         return cls(Path(ws.cache) / "tokenized", limit)
 
     def lookup(self, key: str) -> CacheEntry | None:
-        """The entry under `key`, marked as just used; None on a miss (or a half-written entry)."""
+        """The entry under `key`, marked as just used; None on a miss (or a half-written entry, or a limit of 0:
+        the cache is off)."""
+        if self.limit <= 0:
+            return None
         path = self.root / key
         meta_file = path / META_FILE
         try:
