@@ -80,7 +80,9 @@ def main() -> int:
         write_rows(ws.data / "chat.jsonl", data, args.rows)
         env = {**os.environ, "TUI_FT_HOME": str(ws.root), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         off = {**env, "TUI_FT_TOKEN_CACHE_LIMIT": "0"}
-        print(f"{args.rows} rows, {data.stat().st_size / 1e6:.1f} MB; load {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"{args.rows} rows, {data.stat().st_size / 1e6:.1f} MB; load {os.getloadavg()[0]:.2f}", flush=True
+        )
         seconds, lines = launch(ws.root, data, env)
         print(f"first run (fills the cache): {seconds:.1f} s to step 1; {'; '.join(lines)}", flush=True)
         timings: dict[str, list[float]] = {"cached": [], "uncached": []}

@@ -22,8 +22,8 @@ from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
 from tui_ft.data.checks import TokenView, render_tokens, sequence_parts, token_length
-from tui_ft.data.packing import padding_share
 from tui_ft.data.formats import Format, normalise
+from tui_ft.data.packing import padding_share
 from tui_ft.data.sources import DatasetSource, Row
 from tui_ft.errors import DataError, UserError, WorkFailed
 
