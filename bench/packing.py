@@ -1,11 +1,12 @@
 """Shipped SFT (packed, padding-free) against TRL's defaults (padded, unpacked) on mixed-length chat data.
 
-    .venv/bin/python bench/packing.py [--rows 2000] [--pairs 2] [--check]
+    .venv/bin/python bench/packing.py [--rows 1000] [--pairs 2] [--hidden 128 --layers 2] [--check]
 
 One invocation builds, in a temporary workspace ($TUI_FT_HOME):
   - a chat set of `--rows` rows whose token lengths are drawn log-normally (median ~70, cut to 20-500), and
     `--eval-rows` held-out rows drawn the same way;
-  - a randomly initialised Llama-shaped model (~4M parameters, the demo's tokenizer and chat template).
+  - a randomly initialised Llama-shaped model (`--hidden 128 --layers 2`: ~0.7M parameters, the demo's
+    tokenizer and chat template), small enough for a few minutes on two busy cores.
 Then, alternating the order in each pair, each side trains one epoch of the same rows (so the same
 training tokens), with the same model, seed, LoRA adapter and learning-rate schedule, in a fresh process:
   - tui-ft: `tui-ft train sft-lora` (the shipped recipe; data.max_length 1024, evaluation off, one epoch);
@@ -68,7 +69,7 @@ def token_lengths(rows: list[dict], tokenizer: Any) -> list[int]:
     ]
 
 
-def build_model(ws: Any) -> Path:
+def build_model(ws: Any, hidden: int, layers: int) -> Path:
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -76,9 +77,9 @@ def build_model(ws: Any) -> Path:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=688,
-        num_hidden_layers=4,
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=2048,
@@ -267,9 +268,13 @@ def eval_main(spec_file: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--eval-rows", type=int, default=200)
     parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument(
+        "--hidden", type=int, default=128, help="the model's width (default 128: ~0.7M parameters)"
+    )
+    parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     parser.add_argument("--plain", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--eval", type=Path, help=argparse.SUPPRESS)
@@ -291,7 +296,7 @@ def main() -> int:
         ws = Workspace(Path(tmp) / "home").ensure()
         env = {**os.environ, "TUI_FT_HOME": str(ws.root), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         build_demo(ws)
-        model_dir = build_model(ws)
+        model_dir = build_model(ws, args.hidden, args.layers)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         rows = make_rows(args.rows + args.eval_rows, 1, tokenizer)
         train, heldout = rows[: args.rows], rows[args.rows :]

@@ -131,7 +131,11 @@ class TokenCache:
             write(tmp)
             (tmp / META_FILE).write_text(json.dumps({**meta, "key": key, "created": time.time()}, indent=1))
             target = self.root / key
-            shutil.rmtree(target, ignore_errors=True)
+            if (
+                target / META_FILE
+            ).is_file():  # another run (a sweep's trial) stored it meanwhile: keep that one
+                return self.lookup(key)
+            shutil.rmtree(target, ignore_errors=True)  # a half-written entry of a run that died
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
