@@ -190,11 +190,12 @@ def plain_main(spec_file: Path) -> None:
     """TRL with its defaults for batching: padded to the longest row of each batch, no packing."""
     import datasets
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
 
     spec = json.loads(spec_file.read_text())
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
+    set_seed(spec["training"].get("seed", 42))  # as the engine does before loading: the same LoRA init
     model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype="float32")
     a = spec["adapter"]
     model = get_peft_model(
