@@ -11,12 +11,25 @@ import sys
 from pathlib import Path
 
 from tui_ft import __version__
-from tui_ft.commands import CommandParser, data, demo, eval, export, generate, info, prefs, runs, sweep, train
+from tui_ft.commands import (
+    CommandParser,
+    cache,
+    data,
+    demo,
+    eval,
+    export,
+    generate,
+    info,
+    prefs,
+    runs,
+    sweep,
+    train,
+)
 from tui_ft.errors import UserError, WorkFailed
 from tui_ft.workspace import Workspace
 
 # In the order `tui-ft --help` lists them.
-COMMAND_GROUPS = (demo, data, train, runs, sweep, eval, export, generate, prefs, info)
+COMMAND_GROUPS = (demo, data, train, runs, sweep, eval, export, generate, prefs, info, cache)
 # A lone argument with one of these endings names a data file to open (`tui-ft FILE`).
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".pq", ".jsonl.gz", ".json.gz", ".csv.gz")
 

@@ -117,7 +117,11 @@ class DataSpec(_Section):
         "auto", description="auto, or a format name (tui-ft data check shows the detected one)"
     )
     max_length: int | None = Field(1024, gt=0, description="tokens per example; longer ones are truncated")
-    packing: bool = Field(False, description="pack several examples into each max_length sequence (SFT)")
+    packing: bool = Field(
+        True,
+        description="SFT: pack examples side by side, padding-free, where the model keeps them apart "
+        "(checked at start); false: padded batches",
+    )
     loss: Literal["auto", "assistant_only", "completion_only", "all"] = Field(
         "auto",
         description="which tokens train; auto: assistant turns for chats, completions for prompt/completion",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tui_ft.engine.classification import classification_trainer_inputs
+from tui_ft.engine.sft import prepare_sft, sft_trainer_inputs
 from tui_ft.errors import RecipeError
 from tui_ft.recipe import Recipe
 from tui_ft.training_fields import CONFIG_CLASSES
@@ -33,6 +34,7 @@ class TrainInputs:
     load_reference: Callable[[], Any] | None = None
     workspace: Any = None
     dtype: Any = None  # the weights' dtype, for reward models loaded beside the policy
+    note: Callable[[str], None] | None = None  # a line for the run's log (and its events); None: printed
 
 
 def has_generation_markers(tokenizer) -> bool:
@@ -135,6 +137,9 @@ class Method:
     # (inputs, args) -> trainer keyword arguments replacing or adding to the common ones (datasets
     # prepared for a trainer that does not prepare its own, compute_metrics)
     trainer_inputs: Callable[[TrainInputs, Any], dict[str, Any]] | None = None
+    # decides settings that depend on the loaded model (SFT: packing), in inputs.config, before the config
+    # class is built
+    prepare: Callable[[TrainInputs], None] | None = None
 
     def build(self, inputs: TrainInputs):
         import importlib
@@ -143,6 +148,8 @@ class Method:
             module, _, name = path.partition(":")
             return getattr(importlib.import_module(module), name)
 
+        if self.prepare is not None:
+            self.prepare(inputs)
         args = load(":".join(CONFIG_CLASSES[self.name]))(**inputs.config)
         if self.check is not None:
             self.check(args)
@@ -167,7 +174,15 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("sft", "causal_lm", "trl:SFTTrainer", config_keys=sft_loss_options),
+        # TRL's SFTTrainer, packed where the model allows and with its tokenized data cached (engine/sft.py)
+        Method(
+            "sft",
+            "causal_lm",
+            "tui_ft.engine.sft:sft_trainer",
+            config_keys=sft_loss_options,
+            prepare=prepare_sft,
+            trainer_inputs=sft_trainer_inputs,
+        ),
         Method("dpo", "causal_lm", "trl:DPOTrainer", reference=True),
         Method("orpo", "causal_lm", "trl.experimental.orpo:ORPOTrainer"),
         Method("kto", "causal_lm", "trl:KTOTrainer", reference=True, check=_check_kto_batch),

@@ -205,6 +205,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         load_reference=lambda: load_model(model_ref, recipe.model, hw, recipe.adapter.type, task=method.task),
         workspace=ws,
         dtype=weights_dtype(recipe.model.dtype, hw, recipe.adapter.type),
+        note=note,
     )
     trainer = method.build(inputs)
     if events is not None:

@@ -23,6 +23,7 @@ from textual.worker import get_current_worker
 
 from tui_ft.data.checks import TokenView, render_tokens, sequence_parts, token_length
 from tui_ft.data.formats import Format, normalise
+from tui_ft.data.packing import padding_share
 from tui_ft.data.sources import DatasetSource, Row
 from tui_ft.errors import DataError, UserError, WorkFailed
 
@@ -133,6 +134,7 @@ def histogram_text(lengths: list[int], max_length: int | None, rows: int, width:
     tail = f"{len(lengths):,} rows · min {min(lengths)} · mean {mean:.0f} · max {longest}"
     if max_length is not None and not cut_drawn:
         tail += f" · all fit max_length {max_length}" if not over else ""
+    tail += f" · padded batches of 8: {padding_share(lengths, 8, max_length):.0%} padding"  # packing: none
     out.append(tail, style="dim")
     return out
 
