@@ -191,7 +191,10 @@ UNSUPPORTED_ADAPTERS = ("freeze", "prompt_tuning")
 
 
 def base_overrides(steps: int) -> list[str]:
+    # Padded batches on both sides: this compares what the engine adds to a step, not the batching
+    # (bench/packing.py measures packing against TRL's padded defaults).
     return [
+        "data.packing=false",
         "data.eval=null",
         "data.eval_split=0",
         'training.eval_strategy="no"',
