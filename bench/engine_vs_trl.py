@@ -263,7 +263,7 @@ def child_env(home: Path, label: str, threads: int | None, allocator: str = "sam
     not the allocator; "default" leaves the plain script on glibc's defaults, as a user's script runs."""
     env = dict(os.environ)
     if label.startswith("plain") and allocator == "same":
-        from tui_ft.engine.runner import MMAP_THRESHOLD, TRIM_THRESHOLD
+        from tui_ft.engine.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 
         env.update(MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD), MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
     if threads:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-CODE = "from tui_ft.engine.runner import keep_freed_memory; print(keep_freed_memory())"
+CODE = "from tui_ft.engine.allocator import keep_freed_memory; print(keep_freed_memory())"
 
 
 def _applied(**env: str) -> str:
