@@ -166,7 +166,6 @@ async def shoot_runs(ws, out: Path) -> None:
     sft = train_in_process(ws, "sft-lora", [])
     dpo = train_in_process(ws, "dpo-lora", [])
     failed = train_in_process(ws, "sft-lora", ["training.learning_rate=1e30", "name=sft-lr-too-high"])
-    running = launch_detached(ws, "sft-lora", ["training.max_steps=3000", "name=sft-long"])
 
     async def dashboard(name: str, run_id: str | None, keys: list[str], ready=None) -> None:
         app = TuiFtApp(ws, start_mode="runs", start_run=run_id)
@@ -212,10 +211,12 @@ async def shoot_runs(ws, out: Path) -> None:
     await dashboard("runs-sweep", trials[0], ["w"])
     await dashboard("runs-sweep-overlay", trials[0], ["w", "o"])
 
+    # last: a run in the background holds the device, and runs started after it wait in the queue
+    running = launch_detached(ws, "sft-lora", ["training.max_steps=3000", "name=sft-long"])
     await dashboard("runs-running", running, [], ready=progressed)
     await dashboard("runs-list", None, [])
     await dashboard("runs-finished", sft, [])
-    await dashboard("runs-system", sft, ["right"])
+    await dashboard("runs-system", sft, ["y"])
     await dashboard("runs-dpo", dpo, [])
     await dashboard("runs-failed", failed, [])
     status = RunDir(ws.runs / running).read_status()
