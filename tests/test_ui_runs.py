@@ -735,3 +735,19 @@ async def test_a_mixture_run_charts_each_tasks_eval_loss(ws):
         chart = app.screen.query_one("#chart-tasks", MetricChart)
         assert list(chart.series_names) == ["eval_chat_loss", "eval_qa_loss"]
         assert chart.labels == {"eval_chat_loss": "chat", "eval_qa_loss": "qa"}
+
+
+def test_overlay_legend_tells_runs_of_one_recipe_apart():
+    from tui_ft.ui.widgets.run_dashboard import overlay_names
+
+    assert overlay_names(["20261122-080000-sft-lora", "20261122-081000-dpo-lora"]) == {
+        "20261122-080000-sft-lora": "sft-lora",
+        "20261122-081000-dpo-lora": "dpo-lora",
+    }
+    trials = ["20261130-132809-sft-lora", "20261130-132745-sft-lora", "20261130-132726-sft-lora"]
+    assert list(overlay_names(trials).values()) == [
+        "13:28:09 sft-lora",
+        "13:27:45 sft-lora",
+        "13:27:26 sft-lora",
+    ]
+    assert overlay_names(["a", "a"]) == {"a": "a"}

@@ -76,7 +76,7 @@ class SweepDialog(ModalScreen[tuple[str, list[str]] | None]):
     ]
 
     def __init__(self, sweep: Sweep) -> None:
-        super().__init__(classes="runs-dialog")
+        super().__init__(classes="runs-dialog sweep-dialog")
         self.sweep = sweep
 
     def compose(self) -> ComposeResult:

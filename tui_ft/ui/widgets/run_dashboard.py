@@ -388,6 +388,18 @@ def read_snapshot(
 # the widget
 
 
+def overlay_names(run_ids: list[str]) -> dict[str, str]:
+    """Each run's name in an overlay's legend: the recipe's part of its id (`sft-lora`), with the time
+    it started (`13:28:09 sft-lora`) when two runs of one recipe are overlaid (a sweep's trials)."""
+    short = {r: r[16:] or r for r in run_ids}
+    clash = {n for n in short.values() if list(short.values()).count(n) > 1}
+    stamped = {
+        r: f"{r[9:11]}:{r[11:13]}:{r[13:15]} {n}" if n in clash and len(r) > 16 else n
+        for r, n in short.items()
+    }
+    return {r: stamped[r] if len(set(stamped.values())) == len(stamped) else r for r in run_ids}
+
+
 class RunDashboard(Vertical):
     """The live dashboard of one run; `open` shows a run, `close` stops following it."""
 
@@ -844,11 +856,12 @@ class RunDashboard(Vertical):
         chart = self.query_one("#dash-compare", MetricChart)
         points: dict[str, SeriesPoints] = {}
         labels: dict[str, str] = {}
+        names = overlay_names(list(overlay))
         for run_id, series in overlay.items():
             for name, pts in series.items():
                 key = f"{run_id}/{name}"
                 points[key] = pts
-                labels[key] = f"{run_id[16:] or run_id}{' eval' if name == 'eval_loss' else ''}"
+                labels[key] = f"{names[run_id]}{' eval' if name == 'eval_loss' else ''}"
         chart.series_names = tuple(points)
         chart.labels = labels
         chart.set_title("loss of " + ", ".join(overlay))
