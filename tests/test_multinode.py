@@ -34,6 +34,9 @@ COMMON = [
     "training.save_total_limit=20",
     "data.eval_split=0",
     "training.eval_strategy=no",
+    # padded batches: packing fills each device's batch from its own share of rows, so two nodes of 2
+    # and one node of 4 would pack different sequences together (the losses would differ by design)
+    "data.packing=false",
 ]
 
 
@@ -203,7 +206,8 @@ def test_a_host_with_other_libraries_or_without_gpus_is_named_exit_2(cli_env, ss
     # GPUs asked for on a machine that has none
     python = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
     sets = node_sets(ssh_hosts, f"launcher.python={python}")
-    proc = run_tui_ft(cli_env, "train", "sft-lora", *as_args([*COMMON, *sets]))
+    env = dict(cli_env, PYTHONPATH=str(Path(__file__).resolve().parents[1]))  # passed on to the hosts
+    proc = run_tui_ft(env, "train", "sft-lora", *as_args([*COMMON, *sets]))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     for host in ("node0", "node1"):
