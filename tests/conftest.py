@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tui_ft.monitor.system import GpuStatus
+from tui_ft.runs.rundir import read_events
 from tui_ft.workspace import Workspace
 
 # Tests never reach a hub: a hub lookup would wait for network time-outs instead of failing fast.
@@ -91,6 +92,17 @@ def run_tui_ft(
     return subprocess.run(
         [*tui_ft_command(), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
+
+
+def train_losses(run) -> dict[int, float]:
+    """Loss per step; after a resume, the later segment's events replace the earlier ones."""
+    losses: dict[int, float] = {}
+    for event in read_events(run.events_file)[0]:
+        if event["type"] == "resume":
+            losses = {s: v for s, v in losses.items() if s <= event["step"]}
+        if event["type"] == "train" and "loss" in event:
+            losses[event["step"]] = event["loss"]
+    return losses
 
 
 def train_recipe(ws: Workspace, name: str, *overrides: str, expect: int = 0):

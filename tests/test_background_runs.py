@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import run_tui_ft, tui_ft_command, wait_for_status
+from tests.conftest import run_tui_ft, train_losses, tui_ft_command, wait_for_status
 from tui_ft.engine.runner import execute
 from tui_ft.recipe import load_recipe
 from tui_ft.runs.prepare import create_run
@@ -39,17 +39,6 @@ def detach(env, *extra) -> str:
     proc = run_tui_ft(env, "train", "sft-lora", *sets, "--detach", "--json")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)["id"]
-
-
-def train_losses(run) -> dict[int, float]:
-    """Loss per step; after a resume, the later segment's events replace the earlier ones."""
-    losses: dict[int, float] = {}
-    for event in read_events(run.events_file)[0]:
-        if event["type"] == "resume":
-            losses = {s: v for s, v in losses.items() if s <= event["step"]}
-        if event["type"] == "train" and "loss" in event:
-            losses[event["step"]] = event["loss"]
-    return losses
 
 
 @pytest.fixture(scope="module")

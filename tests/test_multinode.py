@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_tui_ft, wait_for_status
+from tests.conftest import run_tui_ft, train_losses, wait_for_status
 from tui_ft.engine.runner import execute
 from tui_ft.recipe import load_recipe
 from tui_ft.runs.nodes import parse_hosts, plan_nodes, read_nodes
@@ -117,16 +117,6 @@ def node_sets(config: Path, *extra: str) -> list[str]:
 
 def as_args(sets: list[str]) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
-
-
-def train_losses(run) -> dict[int, float]:
-    losses: dict[int, float] = {}
-    for event in read_events(run.events_file)[0]:
-        if event["type"] == "resume":
-            losses = {s: v for s, v in losses.items() if s <= event["step"]}
-        if event["type"] == "train" and "loss" in event:
-            losses[event["step"]] = event["loss"]
-    return losses
 
 
 @pytest.fixture(scope="module")
