@@ -103,6 +103,7 @@ class ChatScreen(Screen):
     """One conversation with one model, or the same prompts to two models side by side."""
 
     CSS_PATH = Path(__file__).with_name("chat.tcss")
+    # the footer (80 columns) shows the keys of a conversation and ^q; the others are in the palette (^p)
     BINDINGS = [
         Binding("escape", "stop_or_leave", "Stop", id="chat.stop"),
         Binding("ctrl+l", "pick_model('a')", "Model", id="chat.model"),
@@ -110,11 +111,13 @@ class ChatScreen(Screen):
         Binding("ctrl+t", "settings", "Settings", id="chat.settings"),
         Binding("ctrl+r", "regenerate", "Regenerate", id="chat.regenerate"),
         # priority: the prompt's own ctrl+e (end of line) is also the End key
-        Binding("ctrl+e", "edit_last", "Edit last", id="chat.edit_last", priority=True),
-        Binding("ctrl+s", "save", "Save", id="chat.save"),
-        Binding("ctrl+o", "open", "Open", id="chat.open"),
-        Binding("ctrl+n", "new", "New", id="chat.new"),
-        Binding("x", "export", "Export", id="chat.export"),  # typed into the prompt while it has focus
+        Binding("ctrl+e", "edit_last", "Edit last", show=False, id="chat.edit_last", priority=True),
+        Binding("ctrl+s", "save", "Save", show=False, id="chat.save"),
+        Binding("ctrl+o", "open", "Open", show=False, id="chat.open"),
+        Binding("ctrl+n", "new", "New", show=False, id="chat.new"),
+        Binding(
+            "x", "export", "Export", show=False, id="chat.export"
+        ),  # typed into the prompt while it has focus
     ]
 
     # --- messages from the workers -------------------------------------------------------------------
