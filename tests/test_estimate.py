@@ -434,5 +434,7 @@ def test_padding_line_says_the_share_and_whether_the_run_pads():
     assert off == f"padding: {share} of a padded batch (batch 8, max_length 256); packing off (200 rows)"
     on = describe_padding(lengths, 8, 256, True, sampled=True)
     assert on.startswith("padding: ~0% (packing on)") and f"would be {share} padding (first 200 rows)" in on
-    assert describe_padding([], 8, 256, False, sampled=False) == "padding: no row of the data could be measured"
+    assert (
+        describe_padding([], 8, 256, False, sampled=False) == "padding: no row of the data could be measured"
+    )
     assert "no max_length" in describe_padding(lengths, 8, None, False, sampled=False)
