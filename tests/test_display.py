@@ -7,6 +7,7 @@ import pytest
 
 from tui_ft.display import (
     STATE_STYLE,
+    format_column,
     format_count,
     format_duration,
     format_params,
@@ -69,3 +70,18 @@ def test_durations_start_times_counts_and_states():
 )
 def test_parameter_counts_read_one_way(count, shown):
     assert format_params(count) == shown
+
+
+def test_a_column_reads_one_way():
+    # a sweep's learning rates, as its trials hold them (the text a `--set` takes), one notation
+    assert format_column(["1e-3", "0.0031622776601683794", "1e-05"]) == [
+        "1.000e-03",
+        "3.162e-03",
+        "1.000e-05",
+    ]
+    assert format_column([0.1, 0.05, None]) == ["0.10000", "0.05000", "-"]
+    assert format_column(["8", "16", 32]) == ["8", "16", "32"]  # whole numbers stay whole
+    assert format_column(["adamw_torch", "sgd"]) == ["adamw_torch", "sgd"]  # text as it is
+    assert format_column([1.183, 0.7053, None, 2.0]) == ["1.1830", "0.7053", "-", "2.0000"]
+    assert format_column([0.0004422, 1.183]) == ["4.422e-04", "1.183e+00"]
+    assert format_column([float("nan"), 0.5]) == ["nan", "0.5000"]

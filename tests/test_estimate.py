@@ -422,3 +422,19 @@ def test_the_estimate_speaks_per_device_with_the_world_size_of_a_multi_node_run(
     assert "per device, world size 4: 2 machines x 2" in two.assumptions
     assert two.device_bytes is None and "launcher.hosts" in two.device
     assert one.device_bytes is not None  # one machine: compared with its own GPU
+
+
+def test_padding_line_says_the_share_and_whether_the_run_pads():
+    from tui_ft.data.packing import padding_share
+    from tui_ft.estimate import describe_padding
+
+    lengths = [20, 40, 80, 300] * 50
+    share = f"{padding_share(lengths, 8, 256):.0%}"
+    off = describe_padding(lengths, 8, 256, False, sampled=False)
+    assert off == f"padding: {share} of a padded batch (batch 8, max_length 256); packing off (200 rows)"
+    on = describe_padding(lengths, 8, 256, True, sampled=True)
+    assert on.startswith("padding: ~0% (packing on)") and f"would be {share} padding (first 200 rows)" in on
+    assert (
+        describe_padding([], 8, 256, False, sampled=False) == "padding: no row of the data could be measured"
+    )
+    assert "no max_length" in describe_padding(lengths, 8, None, False, sampled=False)

@@ -264,6 +264,81 @@ def test_snapshot_80x24(ws, snap_compare):
     async def settle(pilot):
         screen = pilot.app.screen
         await until(pilot, lambda: getattr(screen, "last_estimate", None) is not None)
+        # the padding line measured (not "measuring…"): the same picture every time
+        await until(pilot, lambda: "measuring" not in (screen.padding_text or "measuring"), timeout=60)
         await pilot.pause()
 
     assert snap_compare(ConfigApp(ws), terminal_size=(80, 24), run_before=settle)
+
+
+def test_the_estimate_shows_the_padding_share_of_an_sft_recipes_batches(ws):
+    """The share of a padded batch that would be padding, from the training data's token lengths (measured on
+    a worker with the Datasets view's code), recomputed as batch size, max_length, packing and the data file
+    change; a file that cannot be measured says so; a DPO recipe has no such line."""
+    from textual.widgets import Switch
+
+    from tui_ft.data.lengths import token_lengths
+    from tui_ft.data.packing import padding_share
+    from tui_ft.data.sources import open_dataset
+    from tui_ft.engine.models import load_tokenizer
+    from tui_ft.modelref import resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("demo-tiny", ws, field="model.name"))
+    with open_dataset(ws.data / "chat.jsonl") as source:
+        lengths = token_lengths(source.head(2000), tokenizer).lengths
+
+    def share(batch: int, max_length: int) -> str:
+        return f"{padding_share(lengths, batch, max_length):.0%}"
+
+    (ws.data / "padding-unknown.jsonl").write_text('{"neither": "a format"}\n')
+
+    async def go():
+        app = ConfigApp(ws)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = screen_of(app)
+
+            def shows(text: str):
+                return lambda: screen.padding_text is not None and text in screen.padding_text
+
+            # as shipped: packed, so next to no padding; what padded batches would waste is said beside it
+            await until(pilot, shows(f"would be {share(8, 256)} padding"), timeout=60)
+            assert screen.padding_text.startswith(
+                "padding: ~0% (packing on); padded batches of 8, max_length 256"
+            )
+            assert f"({len(lengths):,} rows)" in screen.padding_text
+            shown = " ".join(rich_text(screen.query_one("#estimate", Static).content).split())
+            assert screen.padding_text in shown  # on screen, under the parameter counts
+            screen.query_one("#f-data--packing", Switch).value = False
+            await until(pilot, shows(f"padding: {share(8, 256)} of a padded batch (batch 8, max_length 256)"))
+            assert "packing off" in screen.padding_text
+            await edit(pilot, "f-training--per_device_train_batch_size", "2")
+            await until(pilot, shows(f"padding: {share(2, 256)} of a padded batch (batch 2, max_length 256)"))
+            await edit(pilot, "f-data--max_length", "24")
+            await until(pilot, shows(f"padding: {share(2, 24)} of a padded batch (batch 2, max_length 24)"))
+            assert share(2, 24) != share(8, 256)
+            # a file whose rows say no format: a message, never a blank
+            await edit(pilot, "f-data--train", "padding-unknown.jsonl")
+            await until(pilot, shows("padding: cannot measure"))
+            assert "format" in screen.padding_text
+            await edit(pilot, "f-data--train", "no-such-file.jsonl")
+            # no such file: said (by the padding line, or by the form when the recipe refuses it)
+            await until(
+                pilot,
+                lambda: (
+                    shows("padding: not measured (data.train is not a local file)")()
+                    or "invalid: data.train" in str(screen.query_one("#form-state", Static).render())
+                ),
+            )
+        app2 = ConfigApp(ws)
+        async with app2.run_test(size=(120, 40)) as pilot:
+            screen = screen_of(app2)
+            await until(pilot, lambda: screen.last_estimate is not None, timeout=60)
+            await screen.open_recipe(find_recipe("dpo-lora"))
+            await until(
+                pilot,
+                lambda: screen.last_estimate is not None and screen._estimated.method == "dpo",
+                timeout=60,
+            )
+            assert screen.padding_text is None
+
+    asyncio.run(go())

@@ -719,7 +719,13 @@ async def test_sweep_view_ranks_the_trials_and_overlays_their_losses(ws):
         await until(pilot, lambda: app.screen.query("#sweep-trials"))
         trials_table = app.screen.query_one("#sweep-trials", DataTable)
         rows = [[str(c) for c in trials_table.get_row_at(i)] for i in range(trials_table.row_count)]
-        assert rows[0][:4] == ["1", "1", "3e-3", "1.900"] and rows[1][:4] == ["2", "0", "1e-3", "2.500"]
+        # a column written alike (display.format_column): the learning rates as typed were 3e-3 and 1e-3
+        assert rows[0][:4] == ["1", "1", "3.000e-03", "1.900"] and rows[1][:4] == [
+            "2",
+            "0",
+            "1.000e-03",
+            "2.500",
+        ]
         await pilot.press("o")
         await until(pilot, lambda: sorted(app.screen.overlay_ids) == [t.run_id for t in trials])
 

@@ -93,6 +93,10 @@ def test_configure(snap_compare, snapshot_ws, size):
 
     async def run_before(pilot) -> None:
         await until(pilot, lambda: getattr(pilot.app.screen, "last_estimate", None) is not None, timeout=60)
+        # the padding line measured (not "measuring…"): the same picture every time
+        await until(
+            pilot, lambda: "measuring" not in (pilot.app.screen.padding_text or "measuring"), timeout=60
+        )
         await _settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

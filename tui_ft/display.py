@@ -6,9 +6,11 @@ textual, no rich.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 
 SIGNIFICANT = 4  # digits of every metric value, so a column never mixes precisions
+MAX_DECIMALS = 5  # a column that needs more is written in scientific notation
 # The colour of each run state (a Rich style name); states not listed are written plain.
 STATE_STYLE = {
     "completed": "green",
@@ -42,6 +44,55 @@ def format_value(value: float | None) -> str:
     if power >= 4:
         return f"{value:,.0f}"
     return f"{value:.{SIGNIFICANT - 1 - power}f}"
+
+
+def format_column(values: Sequence[object]) -> list[str]:
+    """The values of one column (losses of several checkpoints, the learning rates of a sweep's trials)
+    written alike, so they line up when right-justified: the same number of decimals for all, enough for
+    4 significant digits of each (`1.1830`, `0.7053`); when that would take more than `MAX_DECIMALS` (a
+    value under 1e-3 beside larger ones, learning rates), or a value reaches 1e7, all in scientific
+    notation with 4 significant digits (`4.422e-04`, `1.000e-03`). Values may be numbers or the text of
+    numbers as a recipe takes them (`3e-3`); a column of whole numbers (`8`, `16`) stays whole, other
+    text stays as it is. `-` for None, `nan`/`inf` as Python writes them."""
+    numbers: list[float | None] = [_as_number(v) for v in values]
+    whole = all(
+        isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("+-").isdigit())
+        for v, n in zip(values, numbers, strict=True)
+        if n is not None
+    )
+    finite = [v for v in numbers if v is not None and math.isfinite(v)]
+    nonzero = [abs(v) for v in finite if v != 0]
+    decimals = max((SIGNIFICANT - 1 - math.floor(math.log10(v)) for v in nonzero), default=0)
+    scientific = decimals > MAX_DECIMALS or any(v >= 1e7 for v in nonzero)
+    decimals = max(0, decimals)
+    out = []
+    for value, number in zip(values, numbers, strict=True):
+        if value is None:
+            out.append("-")
+        elif number is None:
+            out.append(str(value))
+        elif not math.isfinite(number):
+            out.append(str(number))
+        elif whole:
+            out.append(f"{int(number):,}")
+        elif scientific:
+            out.append(f"{number:.{SIGNIFICANT - 1}e}")
+        else:
+            out.append(f"{number:,.{decimals}f}")
+    return out
+
+
+def _as_number(value: object) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
 
 
 def format_params(n: int | float | None) -> str:

@@ -72,6 +72,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tui_ft.data.packing import padding_share
 from tui_ft.errors import NotFoundError
 from tui_ft.modelref import resolve_model
 from tui_ft.workspace import Workspace
@@ -998,3 +999,23 @@ def estimate_memory(
         device_bytes=device_bytes,
         assumptions=tuple(plan.assumptions),
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# padding: how much of a padded batch would be pad tokens (SFT)
+
+
+def describe_padding(
+    lengths: list[int], batch: int, max_length: int | None, packing: bool, *, sampled: bool
+) -> str:
+    """One line for the estimate: the share of a padded batch of `batch` rows (cut at `max_length`) that
+    would be pad tokens, for examples of these token `lengths`, and whether the run pads at all (packed,
+    padding-free SFT has next to none). `sampled`: only the file's first rows were measured."""
+    if not lengths:
+        return "padding: no row of the data could be measured"
+    share = padding_share(lengths, batch, max_length)
+    cut = f"max_length {max_length}" if max_length else "no max_length"
+    rows = f"{'first ' if sampled else ''}{len(lengths):,} row{'s' if len(lengths) != 1 else ''}"
+    if packing:  # (short words: the estimate's pane is about 28 columns at 80x24)
+        return f"padding: ~0% (packing on); padded batches of {batch}, {cut}, would be {share:.0%} padding ({rows})"
+    return f"padding: {share:.0%} of a padded batch (batch {batch}, {cut}); packing off ({rows})"

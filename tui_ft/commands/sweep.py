@@ -135,18 +135,25 @@ def sweep_json(ws: Workspace, sweep) -> dict:
 def print_table(sweep) -> None:
     from rich.table import Table
 
-    from tui_ft.display import state_style
+    from tui_ft.display import format_column, state_style
 
     console = output_console()
     keys = list(sweep.grid) + [k for k in sweep.ranges if k not in sweep.grid]
-    table = Table("rank", "trial", "run", *keys, sweep.metric, "state", box=None, header_style="bold")
-    for rank, t in enumerate(sweep.ranked(), start=1):
+    table = Table("rank", "trial", "run", box=None, header_style="bold")
+    for key in [*keys, sweep.metric]:
+        table.add_column(key, justify="right")
+    table.add_column("state")
+    trials = sweep.ranked()
+    # each column written alike (learning rates 1.000e-03 and 3.162e-03, not 0.001 and 0.0031622776...)
+    columns = [format_column([t.params.get(k) for t in trials]) for k in keys]
+    values = format_column([t.value for t in trials])
+    for rank, t in enumerate(trials, start=1):
         table.add_row(
             str(rank) if t.value is not None and t.state == "completed" else "-",
             str(t.number),
             t.run_id or "-",
-            *(t.params.get(k, "-") for k in keys),
-            format_value(t.value),
+            *(column[rank - 1] for column in columns),
+            values[rank - 1],
             f"[{state_style(t.state) or 'white'}]{t.state}[/]",
         )
     console.print(f"sweep {sweep.id}: {sweep.state}, {sweep.direction} {sweep.metric}", highlight=False)

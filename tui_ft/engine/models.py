@@ -3,9 +3,11 @@ and what trains: full, freeze, LoRA, DoRA, prompt tuning."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_ft.display import format_params
 from tui_ft.engine.hardware import Hardware, weights_dtype
 from tui_ft.errors import RecipeError, WorkFailed
 from tui_ft.modelref import ModelRef
@@ -240,14 +242,43 @@ def _freeze_all_but_last(model, n_layers: int):
     return model
 
 
-def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total) parameters; 4-bit weights count as their logical size."""
-    trainable = total = 0
-    for p in model.parameters():
+@dataclass(frozen=True)
+class ParameterCounts:
+    """A loaded model's parameters, counted as the memory estimate counts them: `model` is the model's
+    own (as loaded; a score head in place of the LM head for reward models and classifiers), `adapter`
+    what the adapter adds beside it (LoRA/DoRA matrices, prompt-tuning embeddings, the trained copy of a
+    head peft keeps in `modules_to_save`), `trainable` what the optimizer updates."""
+
+    model: int
+    adapter: int
+    trainable: int
+
+    @property
+    def total(self) -> int:
+        return self.model + self.adapter
+
+    def describe(self) -> str:
+        """`349.8K parameters + 37.4K adapter, 37.4K trainable` (no adapter part without one)."""
+        added = f" + {format_params(self.adapter)} adapter" if self.adapter else ""
+        return f"{format_params(self.model)} parameters{added}, {format_params(self.trainable)} trainable"
+
+
+def count_parameters(model) -> ParameterCounts:
+    """The model's own, the adapter's and the trainable parameters; 4-bit weights count as their logical
+    size. peft names each parameter it adds after the adapter (`lora_A.default.weight`,
+    `prompt_encoder.default.embedding.weight`, `score.modules_to_save.default.weight`): those are the
+    adapter's."""
+    adapter_names = list(getattr(model, "peft_config", None) or {})
+    marks = tuple(f".{name}." for name in adapter_names)
+    own = added = trainable = 0
+    for name, p in model.named_parameters():
         n = p.numel()
         if getattr(p, "quant_state", None) is not None or p.__class__.__name__ == "Params4bit":
             n *= 2
-        total += n
+        if marks and any(mark in f".{name}." for mark in marks):
+            added += n
+        else:
+            own += n
         if p.requires_grad:
             trainable += n
-    return trainable, total
+    return ParameterCounts(own, added, trainable)

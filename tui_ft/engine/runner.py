@@ -16,7 +16,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tui_ft.display import format_params
 from tui_ft.engine.allocator import keep_freed_memory
 from tui_ft.errors import UserError, WorkFailed
 from tui_ft.library_noise import quiet_library_noise
@@ -117,12 +116,14 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
         quantized=recipe.model.quantization != "none",
         activation_checkpointing=activation_ckpt,
     )
-    trainable, total = count_parameters(model)
+    counts = count_parameters(model)  # the model's own as the memory estimate counts them, the adapter apart
+    trainable, total = counts.trainable, counts.model
     note(
-        f"model: {model_ref.path} ({format_params(total)} parameters, {format_params(trainable)} trainable, "
+        f"model: {model_ref.path} ({counts.describe()}, "
         f"{recipe.adapter.type}{', ' + recipe.model.quantization if recipe.model.quantization != 'none' else ''})",
         trainable_params=trainable,
         total_params=total,
+        adapter_params=counts.adapter,
     )
 
     config: dict[str, Any] = {
@@ -184,6 +185,7 @@ def build_trainer(run: RunDir, ws: Workspace, status: Status, events: EventWrite
             device=status.device,
             trainable_params=trainable,
             total_params=total,
+            adapter_params=counts.adapter,
             train_rows=len(train_ds),
             eval_rows=sum(map(len, eval_ds.values())) if isinstance(eval_ds, dict) else len(eval_ds or ()),
             **effective,

@@ -150,17 +150,19 @@ class AnnotateScreen(Screen):
     """Two candidates for one prompt; a key says which is better and the next pair shows."""
 
     CSS_PATH = Path(__file__).with_name("annotate.tcss")
+    # The footer (80 columns) shows the keys that are not on screen; the verdict line under the pair lists
+    # the decision keys, and every key is in the palette (^p).
     BINDINGS = [
-        Binding("1", "decide('A')", "A better", id="annotate.a"),
-        Binding("2", "decide('B')", "B better", id="annotate.b"),
-        Binding("t", "decide('tie')", "Tie", id="annotate.tie"),
-        Binding("x", "decide('both_bad')", "Both bad", id="annotate.both_bad"),
-        Binding("s", "decide('skip')", "Skip", id="annotate.skip"),
+        Binding("1", "decide('A')", "A better", show=False, id="annotate.a"),
+        Binding("2", "decide('B')", "B better", show=False, id="annotate.b"),
+        Binding("t", "decide('tie')", "Tie", show=False, id="annotate.tie"),
+        Binding("x", "decide('both_bad')", "Both bad", show=False, id="annotate.both_bad"),
+        Binding("s", "decide('skip')", "Skip", show=False, id="annotate.skip"),
         Binding("u", "undo", "Undo", id="annotate.undo"),
-        Binding("r", "regenerate", "Regenerate", id="annotate.regenerate"),
-        Binding("e", "rationale", "Rationale", id="annotate.rationale"),
         Binding("left,left_square_bracket", "move(-1)", "Previous", id="annotate.previous"),
         Binding("right,right_square_bracket", "move(1)", "Next", id="annotate.next"),
+        Binding("e", "rationale", "Rationale", id="annotate.rationale"),
+        Binding("r", "regenerate", "Regenerate", show=False, id="annotate.regenerate"),
         Binding("up", "scroll(-1)", "Scroll up", show=False, id="annotate.scroll_up"),
         Binding("down", "scroll(1)", "Scroll down", show=False, id="annotate.scroll_down"),
         Binding("pageup", "scroll(-10)", "Page up", show=False, id="annotate.page_up"),
@@ -459,6 +461,8 @@ class AnnotateScreen(Screen):
             text.append(" · a key decides again · u undoes the last", style="dim")
             return text
         text = Text.assemble(("Which is better? ", "bold"), "1 A · 2 B · t tie · x both bad · s skip")
+        if self.session is not None and self.session.spec.kind == "generate":
+            text.append(" · r regenerate")  # not in the footer (80 columns): said here
         if self.rationale:
             text.append(f" · rationale: “{self.rationale}”", style="italic")
         return text

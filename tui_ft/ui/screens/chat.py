@@ -61,11 +61,12 @@ DECISION_LABELS = {"1": "A", "2": "B", "t": "tie", "x": "both_bad"}
 class ChatBody(Container):
     """The two columns; focused after a compare turn, when 1 / 2 / t / x say which reply is better."""
 
+    # the decision keys are on the line above the prompt (80 columns: not in the footer too; in the palette)
     BINDINGS = [
-        Binding("1", "decide('1')", "A better", id="chat.decide.a"),
-        Binding("2", "decide('2')", "B better", id="chat.decide.b"),
-        Binding("t", "decide('t')", "Tie", id="chat.decide.tie"),
-        Binding("x", "decide('x')", "Both bad", id="chat.decide.both_bad"),
+        Binding("1", "decide('1')", "A better", show=False, id="chat.decide.a"),
+        Binding("2", "decide('2')", "B better", show=False, id="chat.decide.b"),
+        Binding("t", "decide('t')", "Tie", show=False, id="chat.decide.tie"),
+        Binding("x", "decide('x')", "Both bad", show=False, id="chat.decide.both_bad"),
         Binding("u", "undo_decision", "Undo", id="chat.decide.undo"),
         Binding("i,enter", "screen.focus_prompt", "Type", id="chat.decide.type"),
     ]
@@ -103,18 +104,21 @@ class ChatScreen(Screen):
     """One conversation with one model, or the same prompts to two models side by side."""
 
     CSS_PATH = Path(__file__).with_name("chat.tcss")
+    # the footer (80 columns) shows the keys of a conversation and ^q; the others are in the palette (^p)
     BINDINGS = [
         Binding("escape", "stop_or_leave", "Stop", id="chat.stop"),
         Binding("ctrl+l", "pick_model('a')", "Model", id="chat.model"),
         Binding("ctrl+b", "compare", "Compare", id="chat.compare"),  # b: both (ctrl+k is the prompt's)
-        Binding("ctrl+t", "settings", "Settings", id="chat.settings"),
+        Binding("ctrl+t", "settings", "Settings", show=False, id="chat.settings"),
         Binding("ctrl+r", "regenerate", "Regenerate", id="chat.regenerate"),
         # priority: the prompt's own ctrl+e (end of line) is also the End key
-        Binding("ctrl+e", "edit_last", "Edit last", id="chat.edit_last", priority=True),
-        Binding("ctrl+s", "save", "Save", id="chat.save"),
-        Binding("ctrl+o", "open", "Open", id="chat.open"),
-        Binding("ctrl+n", "new", "New", id="chat.new"),
-        Binding("x", "export", "Export", id="chat.export"),  # typed into the prompt while it has focus
+        Binding("ctrl+e", "edit_last", "Edit last", show=False, id="chat.edit_last", priority=True),
+        Binding("ctrl+s", "save", "Save", show=False, id="chat.save"),
+        Binding("ctrl+o", "open", "Open", show=False, id="chat.open"),
+        Binding("ctrl+n", "new", "New", show=False, id="chat.new"),
+        Binding(
+            "x", "export", "Export", show=False, id="chat.export"
+        ),  # typed into the prompt while it has focus
     ]
 
     # --- messages from the workers -------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -18,14 +18,18 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from tui_ft.display import format_params as format_count
 from tui_ft.errors import UserError
-from tui_ft.estimate import MemoryEstimate, format_bytes
+from tui_ft.estimate import MemoryEstimate, describe_padding, format_bytes
 from tui_ft.recipe import Recipe, dump_recipe, saved_recipes, saved_recipes_dir, shipped_recipes
 from tui_ft.ui.widgets.fields import in_field, leave_field
 from tui_ft.ui.widgets.recipe_form import FieldSpec, RecipeForm
 from tui_ft.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tui_ft.data.lengths import Lengths
 
 ESTIMATE_DELAY_S = 0.3
 SPLIT_STEP = 5  # percent of the width moved by one press of [ or ]
@@ -55,8 +59,9 @@ def train_command(source: Path, overrides: list[str], ws: Workspace) -> str:
     return shlex.join(parts)
 
 
-def render_estimate(estimate: MemoryEstimate) -> Table:
-    """The total and verdict first (visible without scrolling), then each part with its reason."""
+def render_estimate(estimate: MemoryEstimate, padding: Text | None = None) -> Table:
+    """The total and verdict first (visible without scrolling), then the padding share of an SFT recipe's
+    batches (`padding`, when there is one), then each part with its reason."""
     colour = {True: "green", False: "red"}.get(estimate.fits, "yellow")  # type: ignore[arg-type]
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column(ratio=1)
@@ -73,6 +78,8 @@ def render_estimate(estimate: MemoryEstimate) -> Table:
         ),
         "",
     )
+    if padding is not None:
+        table.add_row(padding, "")
     for part in estimate.parts:
         table.add_row(Text(part.label, style="bold"), format_bytes(part.bytes))
         table.add_row(Text(part.explanation, style="dim"), "")
@@ -249,6 +256,16 @@ class ConfigureScreen(Screen):
         generation: int
 
     @dataclass
+    class LengthsReady(Message):
+        key: tuple
+        lengths: Lengths
+
+    @dataclass
+    class LengthsFailed(Message):
+        key: tuple
+        message: str
+
+    @dataclass
     class Launched(Message):
         run_id: str
         pid: int
@@ -268,6 +285,11 @@ class ConfigureScreen(Screen):
         self._generation = 0
         self._gpu_sampler: Any = None
         self.last_estimate: MemoryEstimate | None = None
+        self._estimated: Recipe | None = None  # the recipe of the estimate in flight or shown
+        self._lengths_key: tuple | None = None  # what the token lengths are (being) measured for
+        self._lengths: Lengths | str | None = None  # the measured lengths, or why there are none
+        self._tokenizers: dict[tuple, Any] = {}  # (model, revision, template) -> its tokenizer
+        self.padding_text: str | None = None  # the padding line shown (tests read it)
         self.launched: list[str] = []
         self.sweeps: list[str] = []  # sweeps started from this screen
         self._form: RecipeForm | None = None
@@ -420,7 +442,9 @@ class ConfigureScreen(Screen):
     def _start_estimate(self, generation: int) -> None:
         recipe = self.form.recipe if self.is_mounted else None
         if recipe is not None and generation == self._generation:
+            self._estimated = recipe
             self._estimate(recipe, generation)
+            self._start_lengths(recipe)
 
     @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
     def _estimate(self, recipe: Recipe, generation: int) -> None:
@@ -444,7 +468,110 @@ class ConfigureScreen(Screen):
         if message.generation != self._generation:
             return
         self.last_estimate = message.estimate
-        self.query_one("#estimate", Static).update(render_estimate(message.estimate))
+        self._show_estimate()
+
+    def _show_estimate(self) -> None:
+        estimate = self.last_estimate
+        if estimate is None:
+            return
+        padding = self._padding_line()
+        self.padding_text = padding.plain if padding is not None else None
+        self.query_one("#estimate", Static).update(render_estimate(estimate, padding))
+
+    # the padding share (SFT): token lengths of the training data, measured on a worker
+
+    def _start_lengths(self, recipe: Recipe) -> None:
+        """Measure the training data's token lengths when the data, its format or the tokenizer changed
+        (batch size, max_length and packing only change the arithmetic: no new measuring)."""
+        from tui_ft.data.sources import resolve_path  # (not on the start-up path)
+
+        if recipe.method != "sft":
+            self._lengths_key, self._lengths = None, None
+            return
+        path = resolve_path(recipe.data.train, self.workspace.data) if recipe.data.train else None
+        if path is None or not path.is_file():
+            self._lengths_key = None
+            self._lengths = (
+                "padding: not measured (a mixture of datasets)"
+                if recipe.data.mixture
+                else "padding: not measured (data.train is not a local file)"
+            )
+            return
+        try:
+            stamp = path.stat().st_mtime_ns, path.stat().st_size
+        except OSError as exc:
+            self._lengths_key, self._lengths = None, f"padding: cannot read {path}: {exc.strerror}"
+            return
+        model = recipe.model
+        key = (str(path), stamp, recipe.data.format, model.name, model.revision, model.chat_template)
+        if key == self._lengths_key:
+            return
+        self._lengths_key, self._lengths = key, None
+        self._measure_lengths(recipe, path, key)
+
+    @work(thread=True, exclusive=True, group="padding", exit_on_error=False)
+    def _measure_lengths(self, recipe: Recipe, path: Path, key: tuple) -> None:
+        from tui_ft.library_noise import quiet_library_noise
+
+        quiet_library_noise()
+        from tui_ft.data.formats import Format
+        from tui_ft.data.lengths import SAMPLE_ROWS, token_lengths
+        from tui_ft.data.sources import open_dataset
+        from tui_ft.engine.models import load_tokenizer
+        from tui_ft.modelref import resolve_model
+
+        worker = get_current_worker()
+        try:
+            tokenizer_key = key[3:]
+            tokenizer = self._tokenizers.get(tokenizer_key)
+            if tokenizer is None:
+                ref = resolve_model(recipe.model.name, self.workspace, field="model.name")
+                tokenizer = self._tokenizers[tokenizer_key] = load_tokenizer(ref, recipe.model)
+            fmt = None if recipe.data.format == "auto" else Format(recipe.data.format)
+            with open_dataset(path) as source:
+                measured = token_lengths(
+                    source.head(SAMPLE_ROWS), tokenizer, fmt, cancelled=lambda: worker.is_cancelled
+                )
+        except UserError as exc:
+            self.post_message(self.LengthsFailed(key, f"padding: cannot measure: {exc}"))
+            return
+        except Exception as exc:  # noqa: BLE001 - tokenizers and files fail in many ways: said, never a blank
+            self.post_message(
+                self.LengthsFailed(key, f"padding: cannot measure: {type(exc).__name__}: {exc}")
+            )
+            return
+        if measured is not None:
+            self.post_message(self.LengthsReady(key, measured))
+
+    @on(LengthsReady)
+    def _lengths_ready(self, message: LengthsReady) -> None:
+        if message.key == self._lengths_key:
+            self._lengths = message.lengths
+            self._show_estimate()
+
+    @on(LengthsFailed)
+    def _lengths_failed(self, message: LengthsFailed) -> None:
+        if message.key == self._lengths_key:
+            self._lengths = message.message
+            self._show_estimate()
+
+    def _padding_line(self) -> Text | None:
+        recipe, estimate = self._estimated, self.last_estimate
+        if recipe is None or estimate is None or recipe.method != "sft":
+            return None
+        lengths = self._lengths
+        if lengths is None:
+            return Text("padding: measuring the data's token lengths…", style="dim italic")
+        if isinstance(lengths, str):
+            return Text(lengths, style="yellow")
+        line = describe_padding(
+            lengths.lengths,
+            estimate.batch,
+            recipe.data.max_length,
+            recipe.data.packing,
+            sampled=lengths.sampled,
+        )
+        return Text(line, style="cyan")
 
     @on(EstimateFailed)
     def _estimate_failed(self, message: EstimateFailed) -> None:

@@ -3,6 +3,7 @@ with Chat), and which runs' losses to overlay."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, SelectionList
 from textual.widgets.selection_list import Selection
 
-from tui_ft.display import format_value
+from tui_ft.display import format_column, format_value
 from tui_ft.runs.listing import RunRow
 from tui_ft.runs.sweep import Sweep
 from tui_ft.ui.widgets.export_dialog import ExportDialog, ExportRequest, result_sentence, run_export
@@ -94,13 +95,17 @@ class SweepDialog(ModalScreen[tuple[str, list[str]] | None]):
         table = self.query_one("#sweep-trials", DataTable)
         keys = list(self.sweep.grid) + [k for k in self.sweep.ranges if k not in self.sweep.grid]
         table.add_columns("rank", "trial", *keys, self.sweep.metric, "state", "run")
-        for rank, t in enumerate(self.sweep.ranked(), start=1):
+        trials = self.sweep.ranked()
+        # each column written alike (learning rates 1.000e-03 and 3.162e-03, not 0.001 and 0.0031622776...)
+        columns = [format_column([t.params.get(k) for t in trials]) for k in keys]
+        values = format_column([t.value for t in trials])
+        for rank, t in enumerate(trials, start=1):
             ranked = t.value is not None and t.state == "completed"
             table.add_row(
                 str(rank) if ranked else "-",
                 str(t.number),
-                *(t.params.get(k, "-") for k in keys),
-                format_value(t.value),
+                *(Text(column[rank - 1], justify="right") for column in columns),
+                Text(values[rank - 1], justify="right"),
                 t.state,
                 t.run_id or "-",
                 key=t.run_id or f"trial-{t.number}",

@@ -21,14 +21,15 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
-from tui_ft.data.checks import TokenView, render_tokens, sequence_parts, token_length
+from tui_ft.data.checks import TokenView, render_tokens, sequence_parts
 from tui_ft.data.formats import Format, normalise
+from tui_ft.data.lengths import SAMPLE_ROWS, token_lengths
 from tui_ft.data.packing import padding_share
 from tui_ft.data.sources import DatasetSource, Row
 from tui_ft.errors import DataError, UserError, WorkFailed
 
 DEFAULT_MAX_LENGTH = 256  # the shipped SFT recipes' data.max_length
-HISTOGRAM_ROWS = 2000  # rows measured for the histogram (the first ones of the file)
+HISTOGRAM_ROWS = SAMPLE_ROWS  # rows measured for the histogram (the first ones of the file)
 
 TRAIN_STYLES = ("black on #87d787", "black on #5faf5f")
 PROMPT_STYLES = ("#a8a8a8 on #303030", "#a8a8a8 on #262626")
@@ -321,16 +322,13 @@ class TokenPanel(Vertical):
         if key == self._lengths_key:
             return
         worker = get_current_worker()
-        lengths: list[int] = []
         total = min(source.rows_indexed, HISTOGRAM_ROWS) if source.indexed else 0
-        for index in range(total):
-            if worker.is_cancelled:
-                return
-            try:
-                lengths.append(token_length(normalise(source.row(index).data, fmt), fmt, tokenizer))
-            except (DataError, KeyError, TypeError, ValueError):
-                continue  # a broken row is listed among the errors; it has no length
-        self.post_message(self._Lengths(key, lengths))
+        rows = (source.row(index) for index in range(total))
+        measured = token_lengths(
+            rows, tokenizer, fmt, limit=HISTOGRAM_ROWS, cancelled=lambda: worker.is_cancelled
+        )
+        if measured is not None:
+            self.post_message(self._Lengths(key, measured.lengths))
 
     # --- results ------------------------------------------------------------------------------------
 

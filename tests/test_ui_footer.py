@@ -1,0 +1,80 @@
+"""Every place's footer fits 80 columns: each key it shows is whole on screen, and quitting is among them
+(q, or ^q while a field has the keyboard). Keys the footer leaves out are still in the palette."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
+
+from tests.conftest import until
+from tui_ft.prefs.session import SessionSpec, remember_annotator, save_spec
+from tui_ft.ui.app import TuiFtApp
+from tui_ft.ui.commands import place_keys
+
+pytestmark = pytest.mark.anyio
+WIDTH = 80
+
+
+class FooterApp(TuiFtApp):
+    def _sample_gpu(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def ws(demo_ws):
+    from tui_ft.training_fields import training_fields
+
+    training_fields("sft", cache_dir=demo_ws.cache)
+    prompts = str(demo_ws.data / "preferences.jsonl")
+    save_spec(demo_ws, SessionSpec(name="footer-rev", prompts=prompts, kind="review"))
+    remember_annotator(demo_ws, "ana")
+    return demo_ws
+
+
+def shown_keys(app) -> list[FooterKey]:
+    footer = app.screen.query_one(Footer)
+    return [key for key in footer.query(FooterKey) if key.display]
+
+
+def laid_out(app) -> bool:
+    keys = shown_keys(app)
+    return bool(keys) and all(key.region.width for key in keys)
+
+
+async def assert_fits(pilot, place: str) -> None:
+    app = pilot.app
+    await until(pilot, lambda: laid_out(app))  # the footer is drawn again when the keys change
+    keys = shown_keys(app)
+    assert keys, place
+    for key in keys:
+        region = key.region
+        assert region.width > 0 and region.right <= WIDTH, (place, key.description, region)
+    actions = {key.action for key in keys}
+    assert actions & {"app.quit", "app.quit_from_field", "quit", "quit_from_field"}, (place, actions)
+
+
+@pytest.mark.parametrize("mode", ["datasets", "configure", "runs", "chat"])
+async def test_each_places_footer_fits_80_columns_and_shows_quit(ws, mode):
+    app = FooterApp(ws, start_mode=mode)
+    async with app.run_test(size=(WIDTH, 24)) as pilot:
+        await pilot.pause(0.3)
+        await assert_fits(pilot, mode)  # as the place opens (Chat's prompt has the keyboard: ^q quits)
+        app.screen.set_focus(None)  # the place's own keys, not a field's
+        await pilot.pause(0.1)
+        await assert_fits(pilot, mode)
+
+
+async def test_annotates_footer_fits_80_columns_and_the_other_keys_are_said_or_in_the_palette(ws):
+    app = FooterApp(ws, start_mode="annotate", annotate_session="footer-rev")
+    async with app.run_test(size=(WIDTH, 24)) as pilot:
+        await until(pilot, lambda: getattr(app.screen, "session", None) is not None, timeout=30)
+        await until(pilot, lambda: any(k.description == "Undo" for k in shown_keys(app)))
+        await assert_fits(pilot, "annotate")
+        shown = {key.description for key in shown_keys(app)}
+        assert {"Undo", "Previous", "Next", "Train DPO", "Quit"} <= shown
+        verdict = str(app.screen.query_one("#annotate-verdict").render())
+        assert "1 A · 2 B · t tie · x both bad · s skip" in verdict  # the decision keys, under the pair
+        palette = {name for name, _, _ in place_keys(app)}
+        for hidden in ("A better", "B better", "Tie", "Both bad", "Skip", "Regenerate"):
+            assert f"Annotate: {hidden}" in palette
