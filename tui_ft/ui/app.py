@@ -168,8 +168,30 @@ class TuiFtApp(App[int]):
         self._gpu = GpuSampler()
         self._gpu_worker: Worker | None = None  # the GPU sample in flight
         self._failing: dict[tuple[str, str], str] = {}  # job -> its failure last reported
-        self.register_theme(THEME)
+        self._css_current = False  # the stylesheet has been applied once (see refresh_css)
         self.set_class(True, f"-theme-{THEME.name}", update=False)  # what setting the theme would add
+
+    def get_css_variables(self) -> dict[str, str]:
+        # App.__init__ builds the stylesheet from these before a subclass can register a theme: without
+        # tui-ft's theme here, the CSS would be parsed with Textual's default colours, then all again.
+        if THEME.name not in self.available_themes:
+            self.register_theme(THEME)
+        return super().get_css_variables()
+
+    def refresh_css(self, animate: bool = True) -> None:
+        """Textual refreshes the CSS when the first screen is installed, before anything is mounted: it
+        parses all the CSS again with the theme's variables and drops the parse cache, so every widget
+        class mounted after parses it all a third time. The stylesheet has this theme's variables from
+        the start (`get_css_variables`), so then only the styles are applied again (what the refresh
+        does besides parsing); any other refresh (a theme changed, another place opened) is Textual's."""
+        built_with = self.theme_variables
+        if not self._css_current and self.get_css_variables() == built_with:
+            self.stylesheet.update(self, animate=animate)
+            return
+        super().refresh_css(animate)
+
+    def on_mount(self) -> None:
+        self._css_current = True
 
     def on_ready(self) -> None:
         """The first frame is on the screen: only now sample the GPUs (loading NVML on a worker thread
