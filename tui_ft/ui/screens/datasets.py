@@ -32,6 +32,7 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
+from textual.widgets._footer import FooterKey  # (Textual is pinned)
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -52,6 +53,22 @@ _PROGRESS_EVERY_S = 0.1
 _FIRST_ROWS = 100  # read by the open worker and painted at once: more than the tallest screen shows
 SPLIT_STEP = 5  # percent of the width moved by one press of [ or ]
 SPLIT_RANGE = (15, 70)  # the file tree's share of the width, in percent
+
+
+class CompactFooter(Footer):
+    """Textual's compact footer, its keys built compact. Each key otherwise adds its `-compact` class
+    when mounted (the compact setting it takes from the footer), and styles itself and its parts again
+    one key at a time: most of the work between the first frame and the keys drawn. The keys end the
+    same either way."""
+
+    def __init__(self) -> None:
+        super().__init__(compact=True)
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                widget.set_class(True, "-compact", update=False)
+            yield widget
 
 
 def _name(source: DatasetSource) -> str:
@@ -195,7 +212,7 @@ class DatasetsScreen(Screen):
                         placeholder="text in a row; Enter: next, N: previous", compact=True, id="ds-find"
                     )
                     yield Static("", id="ds-find-status")
-        yield Footer(compact=True)
+        yield CompactFooter()
 
     def on_mount(self) -> None:
         start = getattr(self.app, "open_path", None)
