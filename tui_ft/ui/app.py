@@ -8,6 +8,7 @@ tokenizer), never here.
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,13 +24,14 @@ from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
 from tui_ft.monitor.system import GpuSampler, GpuStatus
-from tui_ft.ui.commands import TuiFtCommands
 from tui_ft.ui.screens.datasets import DatasetsScreen
 from tui_ft.ui.widgets.fields import in_field, leave_field, typing_in
 from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
 from tui_ft.workspace import Workspace
 
 if TYPE_CHECKING:
+    from textual.command import Provider
+
     from tui_ft.inference.client import GenerationClient
 
 GPU_POLL_S = 5.0
@@ -99,6 +101,13 @@ def chat_screen() -> Screen:
     return with_shell(ChatScreen)()
 
 
+def tui_ft_commands() -> type[Provider]:
+    """The command palette's tui-ft commands, imported when the palette first opens."""
+    from tui_ft.ui.commands import TuiFtCommands
+
+    return TuiFtCommands
+
+
 def job_name(worker: Worker) -> str:
     """What a worker does, for people: its description (`@work(description=...)`), else its group
     and method (Textual's own description of an undescribed worker is the call with its arguments)."""
@@ -120,7 +129,7 @@ class TuiFtApp(App[int]):
         "chat": chat_screen,
     }
     DEFAULT_MODE = "datasets"
-    COMMANDS = App.COMMANDS | {TuiFtCommands}
+    COMMANDS = App.COMMANDS | {tui_ft_commands}
     BINDINGS = [
         # ctrl+q quits from anywhere; while a field has the keyboard (where q is a letter) the footer
         # says so. The first is taken only then; otherwise the second, unshown, quits as Textual's does.
@@ -168,13 +177,64 @@ class TuiFtApp(App[int]):
         self._gpu = GpuSampler()
         self._gpu_worker: Worker | None = None  # the GPU sample in flight
         self._failing: dict[tuple[str, str], str] = {}  # job -> its failure last reported
-        self.register_theme(THEME)
+        self._css_current = False  # the stylesheet has been applied once (see refresh_css)
+        self._gc_paused = False  # the collector is off while the first screen is built (see on_load)
+        self._after_first_frame: list[Callable[[], object]] | None = []  # None once it is drawn
         self.set_class(True, f"-theme-{THEME.name}", update=False)  # what setting the theme would add
+
+    def get_css_variables(self) -> dict[str, str]:
+        # App.__init__ builds the stylesheet from these before a subclass can register a theme: without
+        # tui-ft's theme here, the CSS would be parsed with Textual's default colours, then all again.
+        if THEME.name not in self.available_themes:
+            self.register_theme(THEME)
+        return super().get_css_variables()
+
+    def refresh_css(self, animate: bool = True) -> None:
+        """Textual refreshes the CSS when the first screen is installed, before anything is mounted: it
+        parses all the CSS again with the theme's variables and drops the parse cache, so every widget
+        class mounted after parses it all a third time. The stylesheet has this theme's variables from
+        the start (`get_css_variables`), so then only the styles are applied again (what the refresh
+        does besides parsing); any other refresh (a theme changed, another place opened) is Textual's."""
+        built_with = self.theme_variables
+        if not self._css_current and self.get_css_variables() == built_with:
+            self.stylesheet.update(self, animate=animate)
+            return
+        super().refresh_css(animate)
+
+    def on_load(self) -> None:
+        """No cyclic garbage collection until the first frame is drawn: building the first screen makes
+        hundreds of thousands of objects and few cycles, and the collections they trigger (one of them
+        a full one, walking Textual and everything imported) were a fifth of the start-up's CPU time.
+        Collection resumes once the first frame is on the screen (`on_ready`), or when the app ends
+        before it."""
+        self._gc_paused = gc.isenabled()
+        gc.disable()
+
+    def _resume_gc(self) -> None:
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
+
+    def on_mount(self) -> None:
+        self._css_current = True
+
+    def after_first_frame(self, callback: Callable[[], object]) -> None:
+        """Call `callback` once the app's first frame is drawn (at once, after a refresh, if it is): for
+        work the first screen does not show, such as the widgets of a tab not open yet."""
+        if self._after_first_frame is None:
+            self.call_after_refresh(callback)
+        else:
+            self._after_first_frame.append(callback)
 
     def on_ready(self) -> None:
         """The first frame is on the screen: only now sample the GPUs (loading NVML on a worker thread
-        still holds the interpreter's lock for a while, which would delay that frame)."""
+        still holds the interpreter's lock for a while, which would delay that frame), and do what
+        waited for it (`after_first_frame`)."""
+        self._resume_gc()
         self._poll_gpu()
+        waiting, self._after_first_frame = self._after_first_frame or [], None
+        for callback in waiting:
+            self.call_after_refresh(callback)
         self.call_after_refresh(self.freeze_heap)
 
     def freeze_heap(self) -> None:
@@ -244,6 +304,7 @@ class TuiFtApp(App[int]):
         )
 
     def on_unmount(self) -> None:
+        self._resume_gc()
         self._gpu.close()
         if self._generation is not None:
             self._generation.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.text import Text
@@ -18,7 +19,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.lazy import Lazy
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -32,28 +32,43 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
+from textual.widgets._footer import FooterKey  # (Textual is pinned)
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui_ft.data.checks import CheckReport, check_dataset_isolated
 from tui_ft.data.formats import Format, detect_format
-from tui_ft.data.search import find_row
 from tui_ft.data.sources import DatasetSource, JsonlSource, Row, open_dataset
-from tui_ft.data.validation import CheckCancelled
 from tui_ft.display import format_count
 from tui_ft.errorlog import describe
 from tui_ft.errors import DataError
 from tui_ft.ui.widgets.data_browser import DataTree, FolderLabel, PathSuggester
 from tui_ft.ui.widgets.fields import in_field, leave_field
 from tui_ft.ui.widgets.row_table import RowTable
-from tui_ft.ui.widgets.row_view import RowView
 from tui_ft.ui.widgets.shell import ShellHeader, short_path
-from tui_ft.ui.widgets.token_view import TokenPanel
+
+if TYPE_CHECKING:
+    from tui_ft.data.checks import CheckReport
 
 _PROGRESS_EVERY_S = 0.1
 _FIRST_ROWS = 100  # read by the open worker and painted at once: more than the tallest screen shows
 SPLIT_STEP = 5  # percent of the width moved by one press of [ or ]
 SPLIT_RANGE = (15, 70)  # the file tree's share of the width, in percent
+
+
+class CompactFooter(Footer):
+    """Textual's compact footer, its keys built compact. Each key otherwise adds its `-compact` class
+    when mounted (the compact setting it takes from the footer), and styles itself and its parts again
+    one key at a time: most of the work between the first frame and the keys drawn. The keys end the
+    same either way."""
+
+    def __init__(self) -> None:
+        super().__init__(compact=True)
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                widget.set_class(True, "-compact", update=False)
+            yield widget
 
 
 def _name(source: DatasetSource) -> str:
@@ -185,11 +200,10 @@ class DatasetsScreen(Screen):
                 with TabbedContent(id="ds-tabs", initial="tab-rows"):
                     with TabPane("Rows", id="tab-rows"):
                         yield RowTable(id="ds-table")
-                    # Hidden tabs mount just after the first paint: a faster first screen.
-                    with TabPane("Row", id="tab-row"):
-                        yield Lazy(RowView(id="ds-row"))
-                    with TabPane("Tokens", id="tab-tokens"):
-                        yield Lazy(TokenPanel(self.workspace, id="ds-tokens"))
+                    # The hidden tabs' views are imported and mounted just after the first paint
+                    # (`_mount_hidden_views`): a faster first screen.
+                    yield TabPane("Row", id="tab-row")
+                    yield TabPane("Tokens", id="tab-tokens")
                     with TabPane("Errors", id="tab-errors"):
                         yield OptionList(id="ds-errors")
                 with Horizontal(id="ds-search"):
@@ -198,7 +212,7 @@ class DatasetsScreen(Screen):
                         placeholder="text in a row; Enter: next, N: previous", compact=True, id="ds-find"
                     )
                     yield Static("", id="ds-find-status")
-        yield Footer(compact=True)
+        yield CompactFooter()
 
     def on_mount(self) -> None:
         start = getattr(self.app, "open_path", None)
@@ -206,6 +220,17 @@ class DatasetsScreen(Screen):
             self.open(start)
         else:
             self.query_one("#ds-tree", DirectoryTree).focus()
+        self.app.after_first_frame(self._mount_hidden_views)  # type: ignore[attr-defined]
+
+    async def _mount_hidden_views(self) -> None:
+        """The Row and Tokens tabs' views (and the modules they need: rich's pretty-printer, the token
+        checks), which no first frame shows."""
+        from tui_ft.ui.widgets.row_view import RowView
+        from tui_ft.ui.widgets.token_view import TokenPanel
+
+        await self.query_one("#tab-row", TabPane).mount(RowView(id="ds-row"))
+        await self.query_one("#tab-tokens", TabPane).mount(TokenPanel(self.workspace, id="ds-tokens"))
+        self._show_current()  # a tab shown before its view was there
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -313,6 +338,9 @@ class DatasetsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="check", exit_on_error=False, description="checking the dataset")
     def _check_worker(self, source: DatasetSource) -> None:
+        from tui_ft.data.checks import check_dataset_isolated
+        from tui_ft.data.validation import CheckCancelled
+
         worker = get_current_worker()
         last = 0.0
 
@@ -430,9 +458,13 @@ class DatasetsScreen(Screen):
         active = self.query_one("#ds-tabs", TabbedContent).active
         # (the query finds nothing in the instant before the lazy tabs mount; a tab shown later asks again)
         if active == "tab-row":
+            from tui_ft.ui.widgets.row_view import RowView
+
             for view in self.query("#ds-row").results(RowView):
                 view.show(item, self.format)
         elif active == "tab-tokens" and self.source is not None:
+            from tui_ft.ui.widgets.token_view import TokenPanel
+
             for tokens in self.query("#ds-tokens").results(TokenPanel):
                 tokens.show_row(self.source, item if isinstance(item, Row) else None, self.format)
 
@@ -457,6 +489,8 @@ class DatasetsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="find", exit_on_error=False, description="searching the dataset")
     def _find_worker(self, source: DatasetSource, needle: str, start: int, backwards: bool) -> None:
+        from tui_ft.data.search import find_row
+
         worker = get_current_worker()
         index = find_row(source, needle, start, backwards=backwards, cancelled=lambda: worker.is_cancelled)
         if not worker.is_cancelled:
@@ -508,7 +542,10 @@ class DatasetsScreen(Screen):
             self.query_one(focus).focus()
 
     def action_toggle_part(self) -> None:
-        self.query_one("#ds-tokens", TokenPanel).toggle_part()
+        from tui_ft.ui.widgets.token_view import TokenPanel
+
+        for tokens in self.query("#ds-tokens").results(TokenPanel):
+            tokens.toggle_part()
 
     def action_toggle_sidebar(self) -> None:
         self.toggle_class("-no-sidebar")

@@ -9,18 +9,37 @@ and the app's keys live again.
 
 from __future__ import annotations
 
+import sys
+
+from textual.case import camel_to_snake
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Select, Switch, TextArea
+from textual.widgets import Input, Select
 
-FIELD_TYPES: tuple[type[Widget], ...] = (Input, TextArea, Select, Switch, Checkbox)
+# Fields whose modules Textual's app does not import itself: only the places that show one import it
+# (TextArea, with its documents and syntax highlighting, costs a tenth of the start-up), and a widget
+# can only be one of them once that module is loaded, so they are looked up, not imported, here:
+# class name -> the module `from textual.widgets import NAME` loads it from.
+LATER_FIELDS = {
+    name: f"textual.widgets._{camel_to_snake(name)}" for name in ("TextArea", "Switch", "Checkbox")
+}
+
+
+def field_types() -> tuple[type[Widget], ...]:
+    """The widget classes that count as fields: Input and Select, and those of `LATER_FIELDS` loaded."""
+    types: list[type[Widget]] = [Input, Select]
+    for name, module_name in LATER_FIELDS.items():
+        module = sys.modules.get(module_name)
+        if module is not None:
+            types.append(getattr(module, name))
+    return tuple(types)
 
 
 def focused_field(screen: Screen) -> Widget | None:
     """The field that has the keyboard on `screen`, if one has (an open Select's list does not count:
     its Escape closes the list)."""
     focused = screen.focused
-    if isinstance(focused, FIELD_TYPES):
+    if focused is not None and isinstance(focused, field_types()):
         return focused
     return None
 
