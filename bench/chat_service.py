@@ -24,7 +24,12 @@ temporary workspace:
 The service and the bare runs alternate (A B, B A, ...) over `--repeats` rounds; medians are printed.
 The bare model and the service's model are never generating at the same time.
 
-    .venv/bin/python bench/chat_service.py [--repeats 7] [--tokens 400] [--key-rate 20] [--check]
+`--threads N` sets OMP_NUM_THREADS for this process and the service it starts (torch reads it when
+it is imported): on a machine whose cores other work shares, torch's default of one thread per core
+makes every step wait for a worker thread the scheduler has put aside, and the tokens/s of both sides
+then measure the other work, not the service (20 tok/s where a quiet machine makes 750).
+
+    .venv/bin/python bench/chat_service.py [--repeats 7] [--tokens 400] [--threads N] [--key-rate 20] [--check]
 """
 
 from __future__ import annotations
@@ -338,6 +343,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="alternating rounds, service and bare")
     parser.add_argument("--tokens", type=int, default=400, help="new tokens per tokens/s measurement")
+    parser.add_argument("--threads", type=int, help="torch threads here and in the service (OMP_NUM_THREADS)")
     parser.add_argument("--key-rate", type=float, default=20.0, help="keys per second while typing")
     parser.add_argument("--key-seconds", type=float, default=8.0, help="how long each typing phase lasts")
     parser.add_argument("--reply-tokens", type=int, default=20000, help="max_new_tokens of the long replies")
@@ -346,6 +352,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--check", action="store_true", help="exit 1 if a budget is missed")
     args = parser.parse_args()
+    if args.threads:  # before torch is imported, here or in the service (which inherits it)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
     from tui_ft.demo import build_demo
     from tui_ft.workspace import ENV_VAR, Workspace

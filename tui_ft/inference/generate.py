@@ -3,11 +3,12 @@ through the model's chat template, streamed piece by piece."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tui_ft.errors import UserError
 from tui_ft.modelref import ModelRef, resolve_model
@@ -205,6 +206,138 @@ class StreamResult:
         }
 
 
+class PieceStreamer(Protocol):
+    """What `stream_messages` hands `model.generate` as its streamer: counts the new tokens, notes when
+    the first one came, and calls `on_piece(text)` with the reply's text in whole words (a piece ends
+    after a space, a newline or a CJK character; the rest waits for the next token).
+
+    A fast tokenizer that decodes exactly as its Rust backend decodes (no `clean_up_tokenization_spaces`,
+    no model-specific `decode`) is decoded incrementally by `tokenizers.decoders.DecodeStream`, a
+    constant cost per token. Any other tokenizer goes through `transformers.TextStreamer`, which decodes
+    the whole line so far on every token. Either way the pieces join to
+    `tokenizer.decode(new_ids, skip_special_tokens=True)`, characters of several bytes split across
+    tokens included. Built by `piece_streamer` (the class needs transformers, imported lazily)."""
+
+    new_tokens: int
+    first_token_at: float | None  # time.perf_counter() when the first new token came
+
+    def put(self, value: Any) -> None: ...
+    def end(self) -> None: ...
+
+
+def incremental_decoding(tokenizer) -> bool:
+    """Whether `tokenizer.decode` is exactly its Rust backend's `decode`, so that `DecodeStream`
+    produces the same text."""
+    from tokenizers import decoders
+    from transformers import PreTrainedTokenizerFast
+
+    cls = type(tokenizer)
+    return (
+        hasattr(decoders, "DecodeStream")
+        and isinstance(tokenizer, PreTrainedTokenizerFast)
+        and cls.decode is PreTrainedTokenizerFast.decode
+        and cls._decode is PreTrainedTokenizerFast._decode
+        and not getattr(tokenizer, "clean_up_tokenization_spaces", False)
+    )
+
+
+def piece_streamer(
+    tokenizer, on_piece: Callable[[str], None], *, incremental: bool | None = None
+) -> PieceStreamer:
+    """A streamer for one `model.generate` call (batch size 1, prompt skipped, special tokens left out).
+
+    `incremental`: decode with `DecodeStream` (None: when `incremental_decoding(tokenizer)`)."""
+    if incremental is None:
+        incremental = incremental_decoding(tokenizer)
+    return _streamer_class()(tokenizer, on_piece, incremental)
+
+
+@functools.cache
+def _streamer_class() -> type:
+    from tokenizers.decoders import DecodeStream
+    from transformers import TextStreamer
+
+    class _PieceStreamer(TextStreamer):
+        def __init__(self, tokenizer, on_piece: Callable[[str], None], incremental: bool) -> None:
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.on_piece = on_piece
+            self.new_tokens = 0
+            self.first_token_at: float | None = None
+            self._backend = tokenizer.backend_tokenizer if incremental else None
+            self._decoder = DecodeStream(skip_special_tokens=True)
+            self._ids: list[int] = []  # every new token, for the end of a reply cut inside a character
+            self._decoded = 0  # characters the decoder has produced
+            self._pending = 0  # tokens the decoder holds back (an unfinished character)
+            self._word: list[str] = []  # text decoded but not handed out (an unfinished word)
+
+        def put(self, value) -> None:  # the prompt first (skipped), then one token per step
+            if self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            if self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
+            ids = value.tolist()
+            if ids and isinstance(ids[0], list):  # shape (1, n)
+                ids = ids[0]
+            self.new_tokens += len(ids)
+            if self._backend is None:
+                super().put(value)
+                return
+            self._ids.extend(ids)
+            try:
+                texts = [self._decoder.step(self._backend, token) for token in ids]
+            except Exception:  # noqa: BLE001 - DecodeStream lost its footing: whole lines from here on
+                self._whole_lines_from_here(value, len(ids))
+                return
+            for text in texts:
+                if text is None:  # an unfinished character (or a special token, which adds nothing)
+                    self._pending += 1
+                    continue
+                self._pending = 0
+                self._decoded += len(text)
+                self._words(text)
+
+        def _whole_lines_from_here(self, value, count: int) -> None:
+            """Hand the reply over to `TextStreamer`, as if it had streamed it from the start."""
+            held = "".join(self._word)
+            self._word = []
+            self.token_cache = self._ids[: len(self._ids) - count]
+            self.print_len = self._decoded - len(held)
+            self._backend = None
+            super().put(value)
+
+        def _words(self, text: str) -> None:
+            if not text:
+                return
+            if text.endswith("\n") or self._is_chinese_char(ord(text[-1])):
+                cut = len(text)
+            else:
+                cut = text.rfind(" ") + 1
+            if cut:
+                self._word.append(text[:cut])
+                self.on_piece("".join(self._word))
+                self._word = [text[cut:]] if cut < len(text) else []
+            else:
+                self._word.append(text)
+
+        def end(self) -> None:
+            if self._backend is None:
+                super().end()
+                return
+            if self._pending:  # the reply ended inside a character: what a full decode gives for it
+                self._words(self._backend.decode(self._ids, skip_special_tokens=True)[self._decoded :])
+            if self._word:
+                self.on_piece("".join(self._word))
+                self._word = []
+            self.next_tokens_are_prompt = True
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:  # noqa: ARG002
+            if text:
+                self.on_piece(text)
+
+    return _PieceStreamer
+
+
 def stream_messages(
     loaded: LoadedModel,
     messages: list[dict],
@@ -223,7 +356,7 @@ def stream_messages(
     Settings left as None take the model's own defaults (`generation_defaults`); `stop()` is asked
     before every new token and ends the reply early, keeping what came."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList
 
     defaults = generation_defaults(loaded)
     settings = {
@@ -242,40 +375,39 @@ def stream_messages(
     tok = loaded.tokenizer
     input_ids, attention_mask = encode_messages(tok, messages)
     start = time.perf_counter()
-    first: list[float] = []
     pieces: list[str] = []
-    counted = [0]
 
-    class _Pieces(TextStreamer):
-        def put(self, value):  # the prompt first (skipped), then one token per step
-            if not self.next_tokens_are_prompt:
-                counted[0] += int(value.numel())
-                if not first:
-                    first.append(time.perf_counter() - start)
-            super().put(value)
+    def piece(text: str) -> None:
+        pieces.append(text)
+        on_piece(text)
 
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:  # noqa: ARG002
-            if text:
-                pieces.append(text)
-                on_piece(text)
-
+    streamer = piece_streamer(tok, piece)
     stopped = [False]
 
     class _Stop(StoppingCriteria):
+        """Asks `stop()` once per token; the answer "go on" is one tensor made once (the list of
+        criteria ORs it into a new one, never in place)."""
+
+        go_on: Any = None
+
         def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002
-            flag = bool(stop and stop())
-            stopped[0] = stopped[0] or flag
-            return torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
+            if stop is not None and stop():
+                stopped[0] = True
+                return torch.ones((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
+            if self.go_on is None or self.go_on.shape[0] != input_ids.shape[0]:
+                self.go_on = torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
+            return self.go_on
 
     kwargs: dict[str, Any] = {
         "input_ids": input_ids.to(loaded.device),
         "max_new_tokens": settings["max_new_tokens"],
-        "streamer": _Pieces(tok, skip_prompt=True, skip_special_tokens=True),
+        "streamer": streamer,
         "pad_token_id": tok.pad_token_id,
         "eos_token_id": tok.eos_token_id,
-        "stopping_criteria": StoppingCriteriaList([_Stop()]),
         "repetition_penalty": settings["repetition_penalty"],
     }
+    if stop is not None:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_Stop()])
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask.to(loaded.device)
     if settings["temperature"] > 0:
@@ -294,9 +426,9 @@ def stream_messages(
     return StreamResult(
         text="".join(pieces),
         prompt_tokens=int(input_ids.shape[-1]),
-        new_tokens=counted[0],
+        new_tokens=streamer.new_tokens,
         seconds=time.perf_counter() - start,
-        first_token_s=first[0] if first else None,
+        first_token_s=None if streamer.first_token_at is None else streamer.first_token_at - start,
         stopped=stopped[0],
     )
 

@@ -154,7 +154,7 @@ class Service:
     # --- requests -----------------------------------------------------------------------------------
 
     def _load(self, job: Job, message: dict[str, Any]) -> None:
-        from tui_ft.inference.generate import load_for_generation, model_info
+        from tui_ft.inference.generate import load_for_generation, model_info, piece_streamer
 
         key = str(message.get("key") or message.get("model"))
         ref = message.get("model")
@@ -174,7 +174,9 @@ class Service:
                     progress=progress,
                 )
                 # what generating needs, imported now, under the lock (see `_load_lock`)
-                from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer  # noqa: F401
+                from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: F401
+
+                piece_streamer(loaded.tokenizer, lambda text: None)
             except UserError:
                 raise
             except Exception as exc:  # named here: the UI may be loading two models at once
