@@ -113,6 +113,46 @@ def test_merge_writes_a_full_model_that_matches_the_adapter(demo_ws, trained, tm
     assert not torch.allclose(got, plain, atol=1e-4)  # and not the base's
 
 
+@pytest.fixture(scope="module")
+def stacked(demo_ws, trained):
+    """A DPO run trained on top of the sft-lora run's adapter (`model.name=RUN`, as the README does)."""
+    return _train(demo_ws, "dpo-lora", "dpo-on-sft", f"model.name={trained.id}")
+
+
+def test_a_run_trained_on_another_runs_adapter_loads_with_both(demo_ws, trained, stacked, tmp_path):
+    """DPO after SFT trains on the SFT adapter merged into the base: its adapter names the SFT adapter as
+    its base, and loading it (generate, chat, eval) or merging it (export) merges the SFT adapter
+    first. Dropping it (base + DPO adapter alone) was a silent loss of everything SFT taught."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tui_ft.inference.generate import load_for_generation
+
+    named = json.loads((stacked.final / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert named == str(trained.final)
+    base_dir = json.loads((trained.final / "adapter_config.json").read_text())["base_model_name_or_path"]
+    sft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), trained.final)
+    want = PeftModel.from_pretrained(sft.merge_and_unload(), stacked.final).eval()
+    without_sft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), stacked.final)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    texts = ["What is the capital of Varnia?", "Spell tree backwards."]
+    loaded = load_for_generation(stacked.id, demo_ws, device="cpu")
+    out = tmp_path / "merged"
+    assert export_run(demo_ws, stacked.id, out, merge=True).merged
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    for got_gen, got_merged, expected, dropped in zip(
+        _logits(loaded.model, tokenizer, texts),
+        _logits(merged, tokenizer, texts),
+        _logits(want, tokenizer, texts),
+        _logits(without_sft.eval(), tokenizer, texts),
+        strict=True,
+    ):
+        assert torch.allclose(got_gen, expected, atol=1e-4)
+        assert torch.allclose(got_merged, expected, atol=1e-4)
+        assert not torch.allclose(expected, dropped, atol=1e-3)
+
+
 def test_bad_inputs_are_refused(demo_ws, trained, tmp_path):
     with pytest.raises(NotFoundError, match="no run"):
         export_run(demo_ws, "no-such-run", tmp_path / "a")

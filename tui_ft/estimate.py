@@ -426,10 +426,13 @@ def locate_config(model: str, ws: Workspace, revision: str | None = None) -> Pat
     if ref.adapter:
         if not ref.base:
             raise NotFoundError(f"the adapter at {ref.path} does not name its base model", field="model.name")
-        base = Path(ref.base).expanduser()
+        from tui_ft.modelref import adapter_chain
+
+        root, _ = adapter_chain(ref.base)  # an adapter trained on another adapter: the model under both
+        base = Path(root).expanduser()
         if base.is_dir():
             return base
-        path = ref.base
+        path = root
     elif ref.local:
         return Path(path)
     try:

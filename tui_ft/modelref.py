@@ -46,6 +46,33 @@ def _describe_dir(ref: str, kind: str, path: Path, run_id: str | None = None) ->
     return ModelRef(ref, kind, str(path), run_id=run_id)
 
 
+def adapter_base(path: str | Path) -> str | None:
+    """The base an adapter directory names (`base_model_name_or_path`), or None when `path` holds no
+    adapter. A run trained on top of another run's adapter names that adapter as its base."""
+    adapter_cfg = Path(path) / "adapter_config.json"
+    if not adapter_cfg.is_file():
+        return None
+    try:
+        base = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
+    return base if isinstance(base, str) and base else None
+
+
+def adapter_chain(path: str | Path) -> tuple[str, list[str]]:
+    """Follow adapters down to the full model they stand on: (that model, the adapters from the
+    bottom up). A plain model gives (itself, []); DPO trained on an SFT run's adapter gives
+    (the base, [SFT adapter, DPO adapter])."""
+    adapters: list[str] = []
+    current = str(path)
+    while (base := adapter_base(current)) is not None:
+        if current in adapters or len(adapters) > 16:
+            raise NotFoundError(f"the adapters at {path} name each other as their base", field="MODEL")
+        adapters.append(current)
+        current = base
+    return current, adapters[::-1]
+
+
 def _is_model_dir(path: Path) -> bool:
     return (path / "config.json").exists() or (path / "adapter_config.json").exists()
 

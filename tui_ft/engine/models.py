@@ -133,7 +133,7 @@ def load_model(
     source = ref.base if ref.adapter else ref.path
     if source is None:
         raise WorkFailed(f"the adapter at {ref.path} does not name its base model", kind="model_not_found")
-    model = cls.from_pretrained(source, **kwargs)
+    model = from_pretrained_through_adapters(cls, source, **kwargs)
     if spec.quantization == "4bit":
         disable_cpu_4bit_repacking(model)
     if ref.adapter:
@@ -143,13 +143,39 @@ def load_model(
 
 def _merge_or_continue(model, ref: ModelRef, *, quantized: bool):
     """Starting from an adapter (a run's LoRA): merge it into the base so a new adapter trains on top.
-    On a quantized base a merge is lossy, so the adapter itself continues training instead."""
+    On a quantized base a merge is lossy, so the adapter itself continues training instead.
+
+    The merged model is named after the adapter it merged (`name_or_path`), so the new adapter's
+    `adapter_config.json` names that adapter as its base, not the model under it: loading the new
+    run then merges the chain again (`from_pretrained_through_adapters`) instead of silently
+    dropping what the first run taught."""
     from peft import PeftModel
 
     peft_model = PeftModel.from_pretrained(model, ref.path, is_trainable=quantized)
     if quantized:
         return peft_model
-    return peft_model.merge_and_unload()
+    merged = peft_model.merge_and_unload()
+    merged.name_or_path = ref.path
+    merged.config._name_or_path = ref.path
+    return merged
+
+
+def from_pretrained_through_adapters(cls, source: str, **kwargs):
+    """`cls.from_pretrained(source, **kwargs)`, where `source` may be an adapter (the base of a run
+    trained on another run's adapter): the full model under the chain is loaded and each adapter of
+    the chain merged into it in order, bottom up."""
+    from tui_ft.modelref import adapter_chain
+
+    root, adapters = adapter_chain(source)
+    model = cls.from_pretrained(root, **kwargs)
+    if adapters:
+        from peft import PeftModel
+
+        for adapter in adapters:
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model.name_or_path = source
+        model.config._name_or_path = source
+    return model
 
 
 def apply_adapter(model, adapter: AdapterSpec, *, quantized: bool, activation_checkpointing: bool):

@@ -74,7 +74,11 @@ def load_reward_model(ref: ModelRef, dtype: Any):
     source = ref.base if ref.adapter else ref.path
     if source is None:
         raise WorkFailed(f"the adapter at {ref.path} does not name its base model", kind="model_not_found")
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=dtype)
+    from tui_ft.engine.models import from_pretrained_through_adapters
+
+    model = from_pretrained_through_adapters(
+        transformers.AutoModelForSequenceClassification, source, num_labels=1, dtype=dtype
+    )
     if ref.adapter:
         from peft import PeftModel
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_ft.errors import NotFoundError, UserError, WorkFailed
-from tui_ft.modelref import ModelRef, resolve_model
+from tui_ft.modelref import ModelRef, adapter_base, adapter_chain, resolve_model
 from tui_ft.runs.registry import find_run
 from tui_ft.workspace import Workspace
 
@@ -391,6 +391,7 @@ def _base_dir(source: ModelRef, ws: Workspace) -> str:
     base = source.base
     if not base:
         raise NotFoundError(f"the adapter at {source.path} does not name its base model", field="RUN")
+    base, _ = adapter_chain(base)  # an adapter trained on another run's adapter: the model under both
     try:
         from tui_ft.estimate import locate_config
 
@@ -498,6 +499,8 @@ def _merge_into(ws: Workspace, source: ModelRef, dest: Path, device: str, report
     from peft import PeftConfig, PeftModel
     from peft.tuners.tuners_utils import BaseTunerLayer
 
+    from tui_ft.engine.models import from_pretrained_through_adapters
+
     adapter_dir = Path(source.path)
     config = PeftConfig.from_pretrained(str(adapter_dir))
     if config.is_prompt_learning:
@@ -508,12 +511,15 @@ def _merge_into(ws: Workspace, source: ModelRef, dest: Path, device: str, report
     dtype_name = base_dtype(base) or "float32"
     target, why = choose_merge_device(ws, base, device)
     dtype = getattr(torch, dtype_name)
+    # The adapter's own base (config.base_model_name_or_path) may be another run's adapter: merged in first.
+    parent = config.base_model_name_or_path
+    under = parent if parent and adapter_base(parent) else base
     if config.task_type == "SEQ_CLS":  # a reward model: one score per sequence
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=1, dtype=dtype
+        model = from_pretrained_through_adapters(
+            transformers.AutoModelForSequenceClassification, under, num_labels=1, dtype=dtype
         )
     else:
-        model = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        model = from_pretrained_through_adapters(transformers.AutoModelForCausalLM, under, dtype=dtype)
     report("loading the base", 0.6)
     model.to(target)
     peft_model = PeftModel.from_pretrained(model, str(adapter_dir), torch_device=target)

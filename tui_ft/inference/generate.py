@@ -76,7 +76,12 @@ def load_for_generation(
     from transformers import AutoModelForCausalLM
 
     from tui_ft.engine.hardware import detect_hardware, weights_dtype
-    from tui_ft.engine.models import disable_cpu_4bit_repacking, load_tokenizer, quantization_config
+    from tui_ft.engine.models import (
+        disable_cpu_4bit_repacking,
+        from_pretrained_through_adapters,
+        load_tokenizer,
+        quantization_config,
+    )
     from tui_ft.recipe import ModelSpec
 
     hw = detect_hardware()
@@ -105,7 +110,7 @@ def load_for_generation(
         kwargs["device_map"] = {"": 0 if target == "cuda" else "cpu"}
     report("weights", 0.2)
     # a transformers model, or a PeftModel over one (which forwards what it does not define)
-    model: Any = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    model: Any = from_pretrained_through_adapters(AutoModelForCausalLM, source, **kwargs)
     if resolved.adapter:
         from peft import PeftModel
 
