@@ -251,8 +251,14 @@ def make_prompt_completion(rng: random.Random, items: list[Item], n: int = 400) 
 
 
 def make_preferences(rng: random.Random, items: list[Item], n: int = 400) -> list[dict]:
+    """Conversational pairs, as `tui-ft prefs export` writes them: DPO renders them through the model's
+    chat template, as SFT on the chats did, so a DPO run after `sft-lora` keeps ending its turns."""
     return [
-        {"prompt": it.question, "chosen": " " + it.answer, "rejected": " " + rejected_form(rng, it)}
+        {
+            "prompt": [{"role": "user", "content": it.question}],
+            "chosen": [{"role": "assistant", "content": it.answer}],
+            "rejected": [{"role": "assistant", "content": rejected_form(rng, it)}],
+        }
         for it in draw(rng, items, n)
     ]
 

@@ -315,6 +315,10 @@ def test_sample_files_parse_with_their_fields(name: str, demo: DemoBuild) -> Non
             assert set(roles) <= {"system", "user", "assistant"}
         elif name == "kto":
             assert isinstance(row["label"], bool)
+        elif name == "preferences":  # conversational: a user turn, then one assistant turn each
+            assert [m["role"] for m in row["prompt"]] == ["user"]
+            assert [m["role"] for m in row["chosen"]] == [m["role"] for m in row["rejected"]] == ["assistant"]
+            assert all(m["content"] for f in fields for m in row[f])
         elif name == "ranking":
             assert 3 <= len(row["responses"]) <= 4
             assert all(isinstance(r, str) for r in row["responses"])
@@ -333,5 +337,6 @@ def test_samples_have_the_variety_training_needs(demo: DemoBuild) -> None:
 
     # The surface feature a tiny reward model learns: rejected answers shout or are rude.
     for row in _rows(demo.datasets["preferences"]):
-        assert row["chosen"] != row["rejected"]
-        assert row["chosen"].endswith(".") and row["rejected"].endswith("!")
+        chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
+        assert chosen != rejected
+        assert chosen.endswith(".") and rejected.endswith("!")

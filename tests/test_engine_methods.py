@@ -38,7 +38,13 @@ def reward_run(ws):
 
 
 def test_dpo_reward_margin_grows_on_its_training_pairs(demo_ws):
-    run, status = train_recipe(demo_ws, "dpo-lora", "training.max_steps=12", "training.eval_strategy=no")
+    run, status = train_recipe(
+        demo_ws,
+        "dpo-lora",
+        "training.max_steps=12",
+        "training.eval_strategy=no",
+        "training.learning_rate=2e-3",
+    )
     train = events_of(run, "train")
     margins = [e["rewards/margins"] for e in train if "rewards/margins" in e]
     assert len(margins) == 12

@@ -143,7 +143,8 @@ async def test_preference_pair_side_by_side(demo_ws):
         await pilot.pause()
         lines = screen_lines(app)
         assert any("chosen" in line and "rejected" in line for line in lines), "\n".join(lines)
-        chosen_words, rejected_words = first["chosen"].split()[:2], first["rejected"].split()[:1]
+        chosen, rejected = first["chosen"][0]["content"], first["rejected"][0]["content"]  # conversational
+        chosen_words, rejected_words = chosen.split()[:2], rejected.split()[:1]
         pair_line = next(line for line in lines if chosen_words[0] in line and rejected_words[0] in line)
         assert pair_line.index(chosen_words[0]) < pair_line.index(rejected_words[0])
 

@@ -70,7 +70,7 @@ CHAT_TEMPLATE = (
 )
 
 # Bump when the model, tokenizer or template recipe changes: an older build is then rebuilt.
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 STAMP_FILE = "tui_ft_demo.json"
 
 _VOCAB_SIZE = 3072
@@ -304,12 +304,20 @@ def pretraining_documents() -> list[str]:
     docs += [row["text"] for row in rows("text")]
     docs += ["\n".join(m["content"] for m in row["messages"]) for row in rows("chat")]
     docs += [row["prompt"] + row["completion"] for row in rows("prompt_completion")]
-    docs += [row["prompt"] + row["chosen"] for row in rows("preferences")]
+    docs += [_plain(row["prompt"]) + _plain(row["chosen"], joiner="\n") for row in rows("preferences")]
     docs += [row["prompt"] + row["completion"] for row in rows("kto") if row["label"]]
     docs += [row["prompt"] + row["responses"][0] for row in rows("ranking")]
     docs += [row["prompt"] for row in rows("prompts")]
     docs += [row["text"] for row in rows("classification")]
     return [doc for doc in docs if doc]
+
+
+def _plain(value: str | list[dict[str, Any]], joiner: str = "") -> str:
+    """A prompt or answer as plain text: a string as it is, conversational turns one per line (after
+    `joiner`, which stands between a prompt and its answer)."""
+    if isinstance(value, str):
+        return value
+    return joiner + "\n".join(turn["content"] for turn in value)
 
 
 def _pretraining_batches(tokenizer: PreTrainedTokenizerFast) -> list[list[list[int]]]:
