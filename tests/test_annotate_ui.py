@@ -180,6 +180,7 @@ async def test_narrow_terminals_stack_the_candidates(tmp_path):
     async with app.run_test(size=(80, 30)) as pilot:
         await opened(pilot, app)
         a, b = app.screen.query_one("#annotate-a"), app.screen.query_one("#annotate-b")
+        await until(pilot, lambda: a.region.height > 0 and b.region.height > 0)  # laid out
         assert app.screen.query_one("#annotate-pair").has_class("-narrow")
         assert b.region.y > a.region.y and a.region.x == b.region.x
 
