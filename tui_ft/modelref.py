@@ -36,13 +36,8 @@ class ModelRef:
 
 
 def _describe_dir(ref: str, kind: str, path: Path, run_id: str | None = None) -> ModelRef:
-    adapter_cfg = path / "adapter_config.json"
-    if adapter_cfg.exists():
-        try:
-            base = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
-        except (OSError, ValueError):
-            base = None
-        return ModelRef(ref, kind, str(path), adapter=True, base=base, run_id=run_id)
+    if (path / "adapter_config.json").exists():
+        return ModelRef(ref, kind, str(path), adapter=True, base=adapter_base(path), run_id=run_id)
     return ModelRef(ref, kind, str(path), run_id=run_id)
 
 
