@@ -204,6 +204,11 @@ async def chat_reply(pilot, compare: bool = False, tokens: int = 40) -> None:
         assert reply.new_tokens == tokens and not reply.error
         reply.seconds = reply.new_tokens / 100
         screen.query_one(f"#chat-{'ab'[side]}", ChatColumn).replies()[-1].show(reply.text, reply_stats(reply))
+    # One more layout pass: a scroll bar drawn in the frame before its column shrank (the verdict line
+    # came) keeps its old thumb until the next arrange; a sub-cell difference, but the picture must not
+    # depend on timing.
+    screen.refresh(layout=True)
+    await pilot.pause()
     await _settle(pilot)
 
 

@@ -276,8 +276,8 @@ class ChatScreen(Screen):
             columns = list(self.query(ChatColumn))
             ends = [column.at_bottom for column in columns]
             verdict.display = shown
-            for column, was in zip(columns, ends, strict=True):
-                column.follow(was)
+            for column, was in zip(columns, ends, strict=True):  # once the new heights are laid out
+                self.call_after_refresh(column.follow, was)
 
     # --- loading -------------------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ class ChatColumn(VerticalScroll):
     def follow(self, was_at_bottom: bool) -> None:
         """Keep to the bottom if the reader was there. The anchor does it while it holds; this restores
         it when the reader had scrolled away and back without the scroll bar noticing."""
-        if was_at_bottom and not self.at_bottom:
+        if was_at_bottom and self.scroll_y < self.max_scroll_y:  # a fraction of a line above counts too
             self.scroll_end(animate=False)
 
     def add_turn(self, user: str, model: str, reply: Reply | None = None) -> ReplyMessage:
