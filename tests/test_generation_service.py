@@ -67,6 +67,15 @@ def test_load_reports_progress_then_the_model(demo_ws):
     assert set(info["defaults"]) == {"temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty"}
 
 
+def test_the_service_runs_below_the_uis_cpu_priority(client):
+    """Generating on the CPU, the service leaves the cores to the UI first (it has answered a load, so
+    its start-up, which lowers its priority, is over)."""
+    from tui_ft.inference.service import SERVICE_NICENESS
+
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, client.pid) == min(19, mine + SERVICE_NICENESS)
+
+
 def test_streamed_reply_is_the_in_process_greedy_reply(client, demo_ws):
     from tui_ft.inference.generate import generate, load_for_generation
 

@@ -11,6 +11,7 @@ when the UI ends (or dies).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -261,6 +262,19 @@ def serve(requests: IO[bytes], out: IO[bytes], ws: Workspace) -> None:
         service.handle(message)
 
 
+# The service's CPU priority below the UI's: where generation runs on the CPU (no GPU, or a model loaded
+# there), its threads would otherwise take the cores the UI needs to draw a key within a frame.
+# Nothing is lost: the cores the UI leaves idle still go to the service. On a GPU, generation barely
+# uses the CPU, and the niceness changes nothing.
+SERVICE_NICENESS = 10
+
+
+def _yield_to_the_ui() -> None:
+    # (a platform or sandbox that refuses it: the service runs as it would have)
+    with contextlib.suppress(OSError):
+        os.nice(SERVICE_NICENESS)
+
+
 def main() -> int:
     # The protocol owns the real stdout; anything a library prints goes to stderr (the service log).
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
@@ -268,6 +282,7 @@ def main() -> int:
     from tui_ft.library_noise import quiet_library_noise
 
     quiet_library_noise()
+    _yield_to_the_ui()
     print(f"tui-ft generation service pid {os.getpid()} started {time.ctime()}", file=sys.stderr, flush=True)
     serve(sys.stdin.buffer, protocol_out, Workspace.default())
     return 0
