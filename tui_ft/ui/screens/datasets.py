@@ -8,6 +8,7 @@ about, so the answer to an old request is dropped when another dataset has been 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,7 @@ class DatasetsScreen(Screen):
         self._opening: Worker | None = None  # the worker opening `ref`
         self._checking: Worker | None = None  # the worker checking `source`
         self._finding: Worker | None = None
+        self._hidden_views = asyncio.Event()  # set once `_mount_hidden_views` has mounted them
 
     @property
     def workspace(self):
@@ -200,18 +202,11 @@ class DatasetsScreen(Screen):
                 with TabbedContent(id="ds-tabs", initial="tab-rows"):
                     with TabPane("Rows", id="tab-rows"):
                         yield RowTable(id="ds-table")
-                    # The hidden tabs' views are imported and mounted just after the first paint
-                    # (`_mount_hidden_views`): a faster first screen.
+                    # The hidden tabs' views, and the find bar, are imported and mounted just after
+                    # the first paint (`_mount_hidden_views`): a faster first screen.
                     yield TabPane("Row", id="tab-row")
                     yield TabPane("Tokens", id="tab-tokens")
-                    with TabPane("Errors", id="tab-errors"):
-                        yield OptionList(id="ds-errors")
-                with Horizontal(id="ds-search"):
-                    yield Label("find")
-                    yield Input(
-                        placeholder="text in a row; Enter: next, N: previous", compact=True, id="ds-find"
-                    )
-                    yield Static("", id="ds-find-status")
+                    yield TabPane("Errors", id="tab-errors")
         yield CompactFooter()
 
     def on_mount(self) -> None:
@@ -223,14 +218,25 @@ class DatasetsScreen(Screen):
         self.app.after_first_frame(self._mount_hidden_views)  # type: ignore[attr-defined]
 
     async def _mount_hidden_views(self) -> None:
-        """The Row and Tokens tabs' views (and the modules they need: rich's pretty-printer, the token
-        checks), which no first frame shows."""
+        """The Row, Tokens and Errors tabs' views (and the modules they need: rich's pretty-printer,
+        the token checks) and the find bar, which no first frame shows. An action that needs one of
+        them waits for `_hidden_views` (a key pressed in the instant before they are there)."""
         from tui_ft.ui.widgets.row_view import RowView
         from tui_ft.ui.widgets.token_view import TokenPanel
 
         await self.query_one("#tab-row", TabPane).mount(RowView(id="ds-row"))
         await self.query_one("#tab-tokens", TabPane).mount(TokenPanel(self.workspace, id="ds-tokens"))
+        await self.query_one("#tab-errors", TabPane).mount(OptionList(id="ds-errors"))
+        find_bar = Horizontal(
+            Label("find"),
+            Input(placeholder="text in a row; Enter: next, N: previous", compact=True, id="ds-find"),
+            Static("", id="ds-find-status"),
+            id="ds-search",
+        )
+        await self.query_one("#ds-body").mount(find_bar, after="#ds-tabs")
+        self._hidden_views.set()
         self._show_current()  # a tab shown before its view was there
+        self._show_errors()  # a check that ended before the list was there
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -284,8 +290,7 @@ class DatasetsScreen(Screen):
         if self.source is not None and self.source is not message.source:
             self.source.close()
         self.source, self.format, self.report = message.source, message.format, None
-        self.query_one("#ds-errors", OptionList).clear_options()
-        self._error_lines = []
+        self._show_errors()
         self.query_one("#ds-tabs", TabbedContent).get_tab("tab-errors").label = "Errors"
         table = self.query_one("#ds-table", RowTable)
         table.set_source(message.source, 0, message.columns, message.first_rows)
@@ -372,9 +377,27 @@ class DatasetsScreen(Screen):
         self.report = report
         if report.format and self.format is None:
             self.format = Format(report.format)
-        errors = self.query_one("#ds-errors", OptionList)
-        errors.clear_options()
-        self._error_lines = [e.get("line") for e in report.errors]
+        self._show_errors()
+        if report.error_count:
+            self._status = (
+                f"[red]✗ {report.error_count} error{'s' if report.error_count > 1 else ''}[/red] (e)"
+            )
+        else:
+            self._status = "[green]✓ no errors[/green]"
+        self._show_info()
+
+    def _show_errors(self) -> None:
+        """The Errors tab: the check's errors (none yet while it checks), its label counting them."""
+        report = self.report
+        errors_tab = self.query_one("#ds-tabs", TabbedContent).get_tab("tab-errors")
+        errors_tab.label = f"Errors ({report.error_count})" if report and report.error_count else "Errors"
+        self._error_lines = [e.get("line") for e in report.errors] if report else []
+        for errors in self.query("#ds-errors").results(OptionList):  # none in the instant before it mounts
+            errors.clear_options()
+            if report is not None:
+                self._fill_errors(errors, report)
+
+    def _fill_errors(self, errors: OptionList, report: CheckReport) -> None:
         options = []
         for k, e in enumerate(report.errors):
             where = f"line {e['line']}" if e.get("line") else "file"
@@ -390,15 +413,6 @@ class DatasetsScreen(Screen):
             )
         if report.error_count > len(report.errors):
             errors.add_option(Option(f"… and {report.error_count - len(report.errors)} more", disabled=True))
-        label = f"Errors ({report.error_count})" if report.error_count else "Errors"
-        self.query_one("#ds-tabs", TabbedContent).get_tab("tab-errors").label = label
-        if report.error_count:
-            self._status = (
-                f"[red]✗ {report.error_count} error{'s' if report.error_count > 1 else ''}[/red] (e)"
-            )
-        else:
-            self._status = "[green]✓ no errors[/green]"
-        self._show_info()
 
     @on(OptionList.OptionSelected, "#ds-errors")
     def _jump_to_error(self, event: OptionList.OptionSelected) -> None:
@@ -507,7 +521,8 @@ class DatasetsScreen(Screen):
         self.query_one("#ds-table", RowTable).jump_to(message.index)
 
     def _find_status(self, text: str) -> None:
-        self.query_one("#ds-find-status", Static).update(text)
+        for status in self.query("#ds-find-status").results(Static):
+            status.update(text)
 
     # --- picking a file ------------------------------------------------------------------------------
 
@@ -525,13 +540,14 @@ class DatasetsScreen(Screen):
         self.remove_class("-no-sidebar")
         self.set_focus(self.query_one("#ds-path", Input))  # now: keys typed right after `o` land here
 
-    def action_search(self) -> None:
+    async def action_search(self) -> None:
+        await self._hidden_views.wait()
         self.add_class("-searching")
         self.set_focus(self.query_one("#ds-find", Input))
 
-    def action_find(self, backwards: bool) -> None:
+    async def action_find(self, backwards: bool) -> None:
         if not self.needle:
-            self.action_search()
+            await self.action_search()
             return
         self._find(backwards=backwards)
 
@@ -539,7 +555,8 @@ class DatasetsScreen(Screen):
         self.query_one("#ds-tabs", TabbedContent).active = tab
         focus = {"tab-rows": "#ds-table", "tab-errors": "#ds-errors"}.get(tab)
         if focus is not None:
-            self.query_one(focus).focus()
+            for widget in self.query(focus):  # (the Errors list mounts just after the first frame)
+                widget.focus()
 
     def action_toggle_part(self) -> None:
         from tui_ft.ui.widgets.token_view import TokenPanel
