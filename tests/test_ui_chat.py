@@ -82,6 +82,28 @@ async def test_reply_streams_into_the_last_message(demo_ws, shared_client, monke
         assert box.text == reply.text and "200 tokens" in box.stats and "tok/s" in box.stats
 
 
+async def test_typing_into_the_prompt_repaints_it_without_a_new_layout(demo_ws, shared_client):
+    """A key needs the prompt drawn again, not every widget of the screen placed again (with two long
+    replies on screen that reflow was most of a key's latency); a text wider than the prompt still
+    scrolls to keep the cursor in view."""
+    app = ChatApp(demo_ws, shared_client, [])
+    async with app.run_test(size=(60, 20)) as pilot:
+        screen = app.screen
+        prompt = screen.query_one("#chat-prompt")
+        await pilot.click("#chat-prompt")
+        await pilot.pause()
+        layouts = []
+        reflow = screen._refresh_layout
+        screen._refresh_layout = lambda *a, **k: (layouts.append(1), reflow(*a, **k))[1]
+        typed = "the quick brown fox jumps over the lazy dog and on and on past the edge"
+        for key in typed:
+            await pilot.press(key if key != " " else "space")
+        await pilot.pause()
+        assert prompt.value == typed
+        assert layouts == []
+        assert prompt.scroll_x > 0 and prompt.cursor_position == len(typed)
+
+
 async def test_escape_stops_a_reply_and_keeps_what_came(demo_ws, shared_client):
     app = ChatApp(demo_ws, shared_client, ["demo-tiny"])
     async with app.run_test(size=SIZE) as pilot:

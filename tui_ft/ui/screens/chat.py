@@ -20,6 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal
+from textual.geometry import Region
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -98,6 +99,30 @@ class ChatBody(Container):
         screen = self.screen
         if isinstance(screen, ChatScreen):
             screen.undo_decision()
+
+
+class PromptInput(Input):
+    """The prompt. Its size never depends on its text (3 lines, the screen's width), so a key typed
+    into it needs a repaint of it, never a new layout of the screen: Textual's Input asks for one on
+    every change of its text (the text's width is its virtual size), and with two long replies on the
+    screen, that reflow of every widget was most of a key's latency while both streamed
+    (bench/chat_service.py)."""
+
+    _text_changing = False
+
+    def _watch_value(self, value: str) -> None:
+        self._text_changing = True
+        try:
+            super()._watch_value(value)
+        finally:
+            self._text_changing = False
+
+    def refresh(
+        self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> PromptInput:
+        if self._text_changing:
+            layout = False
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
 
 class ChatScreen(Screen):
@@ -204,7 +229,7 @@ class ChatScreen(Screen):
             yield Static(id="chat-model-b", classes="chat-model")
         yield ChatBody()
         yield Static(id="chat-verdict")
-        yield Input(placeholder="Message · Enter sends · Esc stops a reply", id="chat-prompt")
+        yield PromptInput(placeholder="Message · Enter sends · Esc stops a reply", id="chat-prompt")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
