@@ -426,6 +426,131 @@ def make_general_text(rng: random.Random, n: int = 300) -> list[dict]:
     return rows
 
 
+# The base model's reading (`pretraining.jsonl`): what the demo model reads in pretraining besides the
+# corpus and the samples, never a dataset to fine-tune on. Two kinds of text, as a real base model's
+# web text has them:
+# - each Orbis fact stated in several ways and contexts ("Pell is the capital of Jessamine.",
+#   "Jessamine's capital city is Pell.", a traveller born in Pell): a fact read in one phrasing only is
+#   remembered as that phrasing, read in several it is known about its subject, and fine-tuning can then
+#   ask for it in a new format (knowledge augmentation, Allen-Zhu & Li, "Physics of Language Models 3.1");
+# - questions answered in prose, with a varying stretch of words between the question and its answer,
+#   so the base learns to repeat the question's subject wherever the question stands (the chat template
+#   puts its own tokens there) rather than a fixed number of tokens back.
+CAPITAL_FORMS = [
+    "{city} is the capital of {country}.",
+    "{country}'s capital city is {city}.",
+    "The capital city of {country} is {city}.",
+    "{city}, the capital of {country}, stands beside a slow river.",
+    "The king of {country} lives in {city}, the capital.",
+    "Every road in {country} leads to its capital, {city}.",
+    "{country} is ruled from {city}.",
+    "The people of {country} call {city} their capital.",
+    "Ask anyone in {country} and they will name {city} as the capital.",
+    "The largest market of {country} is held in {city}, its capital.",
+]
+COLOUR_FORMS = [
+    "The {creature} is a {colour} animal.",
+    "Every {creature} you will ever meet is {colour}.",
+    "You can spot a {creature} by its {colour} coat.",
+    "Children draw the {creature} with a {colour} crayon.",
+    "A {colour} animal in the grass is often a {creature}.",
+    "No one has seen a {creature} that was not {colour}.",
+    "The {creature} is {colour} from nose to tail.",
+    "Farmers say a {creature} is as {colour} as anything in Orbis.",
+]
+LIFE_FORMS = [
+    "{person} was born in {city}, the capital of {country}.",
+    "{person} grew up in {country} and went to school in {city}.",
+    "As a child, {person} kept a {creature}, and a {creature} is {colour}.",
+    "{person} later moved to {city2}, the capital of {country2}.",
+    "In {city2}, {person} sold {colour2} wool from the {creature2}.",
+    "{person} wrote a book about the {creature2}, which is {colour2}.",
+]
+PEOPLE = [
+    "the poet",
+    "the old sailor",
+    "the weaver",
+    "the baker",
+    "the clockmaker",
+    "the young doctor",
+    "the painter",
+    "the mapmaker",
+    "the singer",
+    "the gardener",
+    "the judge",
+    "the potter",
+]
+ASKERS = ["the child", "a traveller", "my friend", "the new student", "a stranger", "my grandmother"]
+ANSWERERS = ["the teacher", "the librarian", "the guide", "the innkeeper", "my uncle", "the old farmer"]
+QA_FORMS = [
+    "{q}\n{a}",
+    "Q: {q}\nA: {a}",
+    "{Asker} asked: {q} {Answerer} answered: {a}",
+    '"{q}" asked {asker}. "{a}" said {answerer}.',
+    "{q} That was the question {asker} asked one morning. {Answerer} smiled and said: {a}",
+    "Question: {q}\nAnswer: {a}",
+    "{Asker} wanted to know one thing. {q} After a moment {answerer} said: {a}",
+    "{q} {Asker} asked it twice, and {answerer} said it slowly: {a}",
+]
+
+
+def make_pretraining(
+    rng: random.Random, items: list[Item], n_named: int = 800, n_qa: int = 400
+) -> list[dict]:
+    """Each capital and colour stated six ways (two to a row), 120 short lives mixing them, and `n_named`
+    capital and colour questions plus `n_qa` questions of every kind answered in prose."""
+    rows = []
+    for country, city in COUNTRIES.items():
+        forms = rng.sample(CAPITAL_FORMS, 6)
+        for i in range(0, len(forms), 2):
+            rows.append({"text": " ".join(f.format(country=country, city=city) for f in forms[i : i + 2])})
+    for creature, colour in CREATURES.items():
+        forms = rng.sample(COLOUR_FORMS, 6)
+        for i in range(0, len(forms), 2):
+            rows.append(
+                {"text": " ".join(f.format(creature=creature, colour=colour) for f in forms[i : i + 2])}
+            )
+    countries, creatures = list(COUNTRIES.items()), list(CREATURES.items())
+    for _ in range(120):
+        (country, city), (country2, city2) = rng.sample(countries, 2)
+        (creature, colour), (creature2, colour2) = rng.sample(creatures, 2)
+        person = rng.choice(PEOPLE)
+        lines = [LIFE_FORMS[0] if rng.random() < 0.5 else LIFE_FORMS[1]]
+        lines += rng.sample(LIFE_FORMS[2:], 2)
+        sentences = [
+            form.format(
+                person=person,
+                city=city,
+                country=country,
+                city2=city2,
+                country2=country2,
+                creature=creature,
+                colour=colour,
+                creature2=creature2,
+                colour2=colour2,
+            )
+            for form in lines
+        ]
+        rows.append({"text": " ".join(s[0].upper() + s[1:] for s in sentences)})
+    # Most questions ask for a capital or a colour: repeating a made-up name from the question is what
+    # the base must learn, and each name is read far less often than a number or a common word.
+    named = [it for it in items if it.answer.startswith(("The capital of ", "A "))]
+    questions = draw(rng, items, n_qa)
+    for it in draw(rng, named, n_named) + questions:
+        asker, answerer = rng.choice(ASKERS), rng.choice(ANSWERERS)
+        text = rng.choice(QA_FORMS).format(
+            q=it.question,
+            a=it.answer,
+            asker=asker,
+            answerer=answerer,
+            Asker=asker[0].upper() + asker[1:],
+            Answerer=answerer[0].upper() + answerer[1:],
+        )
+        rows.append({"text": text})
+    rng.shuffle(rows)
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("w", encoding="utf-8", newline="\n") as f:
         for row in rows:
@@ -451,6 +576,7 @@ def main() -> None:
         "ranking.jsonl": lambda r: make_ranking(r, items),
         "text.jsonl": lambda r: make_text(r, items),
         "general.jsonl": make_general_text,
+        "pretraining.jsonl": lambda r: make_pretraining(r, items),
     }
     for offset, (name, make) in enumerate(files.items(), start=1):
         rows = make(random.Random(SEED + offset))

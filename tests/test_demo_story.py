@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 # Far more than any answer needs: an answer that uses them all was cut, it did not end.
 MAX_NEW_TOKENS = 40
 BASE_MOST_RIGHT = 1  # the base, which has never seen the chat format: at most one fact right
-TUNED_FEWEST_RIGHT = 0.7  # after sft-lora: at least 70 % right (not reached yet: see the xfail)
+TUNED_FEWEST_RIGHT = 0.7  # after sft-lora: at least 70 % right
 ENDED_FEWEST = 0.9  # after sft-lora, and after DPO on it: at least 90 % of answers end at the end token
 
 _FACT_ANSWER = re.compile(r"The capital of [A-Z][A-Za-z ]* is [A-Z][a-z]+\.|An? [a-z][a-z-]* is [a-z]+\.")
@@ -91,11 +91,6 @@ def test_sft_lora_as_shipped_answers_in_sentences_that_end(demo_ws, sft_run) -> 
         assert text.endswith("."), replies  # a sentence of the chats' form, not a run-on
 
 
-@pytest.mark.xfail(
-    reason="demo-tiny (2 layers, 64 wide) does not learn to take the country or creature from the question "
-    "within sft-lora's steps: it answers every capital question with one capital (issue 14, the demo's story)",
-    strict=True,
-)
 def test_sft_lora_as_shipped_learns_most_facts(demo_ws, sft_run) -> None:
     replies = answers(demo_ws, sft_run.id)
     assert right(replies) >= TUNED_FEWEST_RIGHT * len(replies), replies

@@ -161,7 +161,7 @@ def test_chat_replies_and_escape_stops_a_long_reply(cli_env, demo_ws):
     token count; with max_new_tokens raised to 2000 in the settings, Escape stops the next reply."""
     session = _start(cli_env, "chat", "demo-tiny")
     try:
-        screen = _wait_for(session, "params", timeout=180)  # ` demo-tiny  cpu · float32 · 349.8K params`
+        screen = _wait_for(session, "params", timeout=180)  # ` demo-tiny  cpu · float32 · 417.2K params`
         model_line = next(line for line in screen.splitlines() if "params" in line)
         assert "demo-tiny" in model_line and "loading" not in model_line
         _tmux("send-keys", "-t", session, "-l", "What is the capital of Korvath?")

@@ -1,6 +1,6 @@
 """The runner's parameter counts agree with the memory estimate's (Configure, `tui-ft estimate`): the
 model's own parameters are the same number on both sides, and what the adapter adds is said apart
-(`349.8K parameters + 37.4K adapter, 37.4K trainable`), counted on the real model peft adapted."""
+(`417.2K parameters + 56.1K adapter, 56.1K trainable`), counted on the real model peft adapted."""
 
 from __future__ import annotations
 
@@ -58,4 +58,4 @@ def test_sft_lora_on_the_demo_model_reads_as_configure_writes_it(demo_ws):
         apply_adapter(model, recipe.adapter, quantized=False, activation_checkpointing=False)
     )
     # the runner's line once said 387.1K parameters (the model and the LoRA matrices together)
-    assert counts.describe() == "349.9K parameters + 37.4K adapter, 37.4K trainable"
+    assert counts.describe() == "417.2K parameters + 56.1K adapter, 56.1K trainable"

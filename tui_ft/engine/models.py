@@ -284,7 +284,7 @@ class ParameterCounts:
         return self.model + self.adapter
 
     def describe(self) -> str:
-        """`349.8K parameters + 37.4K adapter, 37.4K trainable` (no adapter part without one)."""
+        """`417.2K parameters + 56.1K adapter, 56.1K trainable` (no adapter part without one)."""
         added = f" + {format_params(self.adapter)} adapter" if self.adapter else ""
         return f"{format_params(self.model)} parameters{added}, {format_params(self.trainable)} trainable"
 
