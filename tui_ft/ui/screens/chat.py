@@ -268,7 +268,7 @@ class ChatScreen(Screen):
         self._layout()
 
     def _model_line(self, side: int) -> Text:
-        """` A demo-tiny  cpu · float32 · 349.8K params` (or what is happening to it)."""
+        """` A demo-tiny  cpu · float32 · 417.2K params` (or what is happening to it)."""
         line = Text(f" {'AB'[side]} " if self.compare else " ", style="bold")
         ref, info = self.models[side], self.info[side]
         if ref is None:
