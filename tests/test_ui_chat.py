@@ -104,6 +104,23 @@ async def test_typing_into_the_prompt_repaints_it_without_a_new_layout(demo_ws, 
         assert prompt.scroll_x > 0 and prompt.cursor_position == len(typed)
 
 
+async def test_a_streaming_reply_waits_while_the_prompt_is_typed(demo_ws, shared_client):
+    """The keys come first: while the prompt's text changes, the replies' new text waits for a pause
+    in the typing (or, typed on, is drawn just after a key once a second has passed)."""
+    from tui_ft.ui.screens.chat import REPLY_DRAW_S, REPLY_DRAW_TYPING_S, TYPING_PAUSE_S
+
+    app = ChatApp(demo_ws, shared_client, [])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        screen._last_draw = 100.0
+        assert screen._draw_due() == 100.0 + REPLY_DRAW_S  # nothing typed
+        await pilot.click("#chat-prompt")
+        await pilot.press("h")
+        typed = screen._last_typed
+        assert typed > 100.0 and screen._draw_due() == typed + TYPING_PAUSE_S
+        assert TYPING_PAUSE_S > REPLY_DRAW_S and REPLY_DRAW_TYPING_S > TYPING_PAUSE_S
+
+
 async def test_escape_stops_a_reply_and_keeps_what_came(demo_ws, shared_client):
     app = ChatApp(demo_ws, shared_client, ["demo-tiny"])
     async with app.run_test(size=SIZE) as pilot:

@@ -54,6 +54,12 @@ from tui_ft.workspace import Workspace
 
 SIDES = ("a", "b")
 REPLY_DRAW_S = 0.15  # a streaming reply is drawn at most this often (bench/chat_service.py)
+# While a prompt is being typed, the keys come first: a reply's new text waits until the typing pauses
+# for TYPING_PAUSE_S, or, typed on, REPLY_DRAW_TYPING_S after its last draw, and then it is drawn just
+# after a key's frame, so the next key finds the layout done. Each draw lays the columns out again
+# (tens of milliseconds with long replies), and a key that comes meanwhile waits for it.
+TYPING_PAUSE_S = 0.3
+REPLY_DRAW_TYPING_S = 1.0
 COMPARE_STORE = "chat-compare"  # annotations/chat-compare.jsonl
 DECISION_LABELS = {"1": "A", "2": "B", "t": "tie", "x": "both_bad"}
 # --- the screen -------------------------------------------------------------------------------------
@@ -213,6 +219,7 @@ class ChatScreen(Screen):
         self._grown: dict[int, tuple[int, str]] = {}  # side -> (turn, text so far), not drawn yet
         self._grew_posted = [False, False]
         self._last_draw = 0.0
+        self._last_typed = 0.0  # when the prompt's text last changed (see TYPING_PAUSE_S)
         self._draw_timer: Timer | None = None
 
     @property
@@ -495,15 +502,32 @@ class ChatScreen(Screen):
     def _on_grew(self) -> None:
         if self._draw_timer is not None:
             return  # a draw is already due
-        wait = self._last_draw + REPLY_DRAW_S - time.monotonic()
+        wait = self._draw_due() - time.monotonic()
         if wait > 0:
             self._draw_timer = self.set_timer(wait, self._draw_grown)
         else:
             self._draw_grown()
 
-    def _draw_grown(self) -> None:
+    def _draw_due(self) -> float:
+        """When the replies' new text may be drawn: REPLY_DRAW_S after the last draw, and not before
+        the typing pauses (TYPING_PAUSE_S after the last key; `_on_typed` draws one that is overdue)."""
+        return max(self._last_draw + REPLY_DRAW_S, self._last_typed + TYPING_PAUSE_S)
+
+    @on(Input.Changed, "#chat-prompt")
+    def _on_typed(self) -> None:
+        self._last_typed = time.monotonic()
+        if self._draw_timer is not None and self._last_typed - self._last_draw >= REPLY_DRAW_TYPING_S:
+            self._draw_timer.stop()
+            self._draw_timer = None
+            self.call_after_refresh(self._draw_grown, True)  # once this key's frame is drawn
+
+    def _draw_grown(self, overdue: bool = False) -> None:
         """Draw the text that came since the last draw, on every side (one layout for both)."""
         self._draw_timer = None
+        wait = self._draw_due() - time.monotonic()
+        if wait > 0.001 and not overdue:  # typed into the prompt since this draw was planned
+            self._draw_timer = self.set_timer(wait, self._draw_grown)
+            return
         self._last_draw = time.monotonic()
         for side in (0, 1):
             self._grew_posted[side] = False  # before taking the text: a later piece posts again
