@@ -75,6 +75,8 @@ async def test_error_list_jumps_to_the_bad_row(demo_ws, tmp_path):
         assert screen.report is not None and screen.report.error_count == 2
         assert "2 errors" in str(screen.query_one("#ds-info", Static).render())
         await pilot.press("e")
+        # (the list mounts just after the first frame: on a loaded machine the check can end first)
+        await until(pilot, lambda: screen.focused is not None and screen.focused.id == "ds-errors")
         errors = screen.query_one("#ds-errors", OptionList)
         assert screen.focused is errors
         assert "line 32" in str(errors.get_option_at_index(0).prompt)

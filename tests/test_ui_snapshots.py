@@ -209,6 +209,9 @@ async def chat_reply(pilot, compare: bool = False, tokens: int = 40) -> None:
     # depend on timing.
     screen.refresh(layout=True)
     await pilot.pause()
+    for column in screen.query(ChatColumn):  # an anchored column's new scroll offset, in its bar too
+        column.vertical_scrollbar.refresh()
+    await pilot.pause()
     await _settle(pilot)
 
 

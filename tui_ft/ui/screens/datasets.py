@@ -555,8 +555,13 @@ class DatasetsScreen(Screen):
         self.query_one("#ds-tabs", TabbedContent).active = tab
         focus = {"tab-rows": "#ds-table", "tab-errors": "#ds-errors"}.get(tab)
         if focus is not None:
-            for widget in self.query(focus):  # (the Errors list mounts just after the first frame)
-                widget.focus()
+            self.run_worker(self._focus_when_mounted(focus), group="focus", exclusive=True)
+
+    async def _focus_when_mounted(self, selector: str) -> None:
+        """Focus `selector`, once it is there (the Errors list mounts just after the first frame)."""
+        if not self.query(selector):
+            await self._hidden_views.wait()
+        self.query_one(selector).focus()
 
     def action_toggle_part(self) -> None:
         from tui_ft.ui.widgets.token_view import TokenPanel
