@@ -291,7 +291,6 @@ class DatasetsScreen(Screen):
             self.source.close()
         self.source, self.format, self.report = message.source, message.format, None
         self._show_errors()
-        self.query_one("#ds-tabs", TabbedContent).get_tab("tab-errors").label = "Errors"
         table = self.query_one("#ds-table", RowTable)
         table.set_source(message.source, 0, message.columns, message.first_rows)
         self._status = "indexing…"
