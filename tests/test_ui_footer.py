@@ -78,3 +78,33 @@ async def test_annotates_footer_fits_80_columns_and_the_other_keys_are_said_or_i
         palette = {name for name, _, _ in place_keys(app)}
         for hidden in ("A better", "B better", "Tie", "Both bad", "Skip", "Regenerate"):
             assert f"Annotate: {hidden}" in palette
+
+
+async def test_the_footer_is_built_for_the_first_frame_and_again_only_when_its_keys_change(ws, monkeypatch):
+    from tui_ft.ui.widgets.shell import KeysFooter
+
+    builds: list[int] = []
+    compose = KeysFooter.compose
+
+    def counted(self):
+        builds.append(1)
+        yield from compose(self)
+
+    monkeypatch.setattr(KeysFooter, "compose", counted)
+    app = FooterApp(ws)
+    async with app.run_test(size=(WIDTH, 24)) as pilot:
+        await until(pilot, lambda: laid_out(app))
+        await app.screen._hidden_views.wait()
+        await pilot.pause(0.2)
+        assert len(builds) == 1  # the first frame's keys, not rebuilt as the screen settles
+        assert app.screen.focused.id == "ds-tree"  # the tree has the keyboard from the first frame
+        for _ in range(3):  # nothing changed: Textual's footer would build all its keys again each time
+            app.screen.refresh_bindings()
+            await pilot.pause(0.05)
+        assert len(builds) == 1
+        app.screen.set_focus(app.screen.query_one("#ds-path"))  # a field: other keys
+        await until(pilot, lambda: any(k.description == "Leave field" for k in shown_keys(app)))
+        assert len(builds) == 2
+        app.screen.set_focus(app.screen.query_one("#ds-tree"))
+        await until(pilot, lambda: any(k.description == "Open" for k in shown_keys(app)))
+        assert len(builds) == 3

@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, get_current_worker
 
@@ -45,6 +45,7 @@ from tui_ft.prefs.session import (
 )
 from tui_ft.prefs.store import Decision
 from tui_ft.ui.widgets.annotate_pair import CandidateColumn, PromptView
+from tui_ft.ui.widgets.shell import KeysFooter
 from tui_ft.workspace import Workspace
 
 NEW_SESSION = "__new__"
@@ -227,7 +228,7 @@ class AnnotateScreen(Screen):
                 yield CandidateColumn("A", id="annotate-a")
                 yield CandidateColumn("B", id="annotate-b")
             yield Static(id="annotate-verdict")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._layout()

@@ -24,7 +24,7 @@ from textual.geometry import Region
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from tui_ft.errors import UserError
 from tui_ft.inference.chats import (
@@ -50,6 +50,7 @@ from tui_ft.ui.screens.chat_dialogs import (
 )
 from tui_ft.ui.widgets.chat_log import ChatColumn, ReplyMessage, reply_stats
 from tui_ft.ui.widgets.export_dialog import ExportDialog, ExportRequest, run_export
+from tui_ft.ui.widgets.shell import KeysFooter
 from tui_ft.workspace import Workspace
 
 SIDES = ("a", "b")
@@ -237,7 +238,7 @@ class ChatScreen(Screen):
         yield ChatBody()
         yield Static(id="chat-verdict")
         yield PromptInput(placeholder="Message · Enter sends · Esc stops a reply", id="chat-prompt")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self._layout()

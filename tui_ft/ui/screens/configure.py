@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from tui_ft.display import format_params as format_count
@@ -26,6 +26,7 @@ from tui_ft.estimate import MemoryEstimate, describe_padding, format_bytes
 from tui_ft.recipe import Recipe, dump_recipe, saved_recipes, saved_recipes_dir, shipped_recipes
 from tui_ft.ui.widgets.fields import in_field, leave_field
 from tui_ft.ui.widgets.recipe_form import FieldSpec, RecipeForm
+from tui_ft.ui.widgets.shell import KeysFooter
 from tui_ft.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -333,7 +334,7 @@ class ConfigureScreen(Screen):
                 yield Static("Memory estimate", id="side-title")
                 yield Static("estimating…", id="estimate")
         yield Static("", id="command")
-        yield Footer(compact=True)  # compact: the keys, Escape and quit fit in 80 columns
+        yield KeysFooter()  # compact: the keys, Escape and quit fit in 80 columns
 
     def on_mount(self) -> None:
         self._show_command([])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,17 +22,15 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import MountError
 from textual.widgets import (
     DirectoryTree,
-    Footer,
     Input,
-    Label,
     OptionList,
     Static,
     TabbedContent,
     TabPane,
 )
-from textual.widgets._footer import FooterKey  # (Textual is pinned)
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -45,7 +42,7 @@ from tui_ft.errors import DataError
 from tui_ft.ui.widgets.data_browser import DataTree, FolderLabel, PathSuggester
 from tui_ft.ui.widgets.fields import in_field, leave_field
 from tui_ft.ui.widgets.row_table import RowTable
-from tui_ft.ui.widgets.shell import ShellHeader, short_path
+from tui_ft.ui.widgets.shell import KeysFooter, ShellHeader, StyledOnMount, short_path
 
 if TYPE_CHECKING:
     from tui_ft.data.checks import CheckReport
@@ -56,28 +53,12 @@ SPLIT_STEP = 5  # percent of the width moved by one press of [ or ]
 SPLIT_RANGE = (15, 70)  # the file tree's share of the width, in percent
 
 
-class CompactFooter(Footer):
-    """Textual's compact footer, its keys built compact. Each key otherwise adds its `-compact` class
-    when mounted (the compact setting it takes from the footer), and styles itself and its parts again
-    one key at a time: most of the work between the first frame and the keys drawn. The keys end the
-    same either way."""
-
-    def __init__(self) -> None:
-        super().__init__(compact=True)
-
-    def compose(self) -> ComposeResult:
-        for widget in super().compose():
-            if isinstance(widget, FooterKey):
-                widget.set_class(True, "-compact", update=False)
-            yield widget
-
-
 def _name(source: DatasetSource) -> str:
     path = source.path
     return Path(path).name if isinstance(path, Path) else str(path)
 
 
-class DatasetsScreen(Screen):
+class DatasetsScreen(StyledOnMount, Screen):
     """Browse, check and inspect one dataset at a time."""
 
     BINDINGS = [
@@ -111,55 +92,74 @@ class DatasetsScreen(Screen):
         Binding("escape", "back", "Back", show=False, id="datasets.back"),
     ]
 
+    # The file tree has the keyboard from the first frame (Textual's default, the first focusable
+    # widget, is the path field, and moving the focus after it rebuilt the footer's keys twice).
+    AUTO_FOCUS = "#ds-tree"
+
     split: reactive[int] = reactive(33, init=False)  # the file tree's share of the width, in percent
 
     # --- messages from the workers -------------------------------------------------------------------
+    # (plain classes: a dataclass costs a millisecond to create, at import, on the way to the first frame)
 
-    @dataclass
     class Opened(Message):
-        source: DatasetSource
-        browsable: bool  # rows can be read while the index grows (JSON Lines)
-        columns: list[str]
-        format: Format | None
-        first_rows: list[Row]  # the rows the worker read already: painted without reading them again
+        def __init__(
+            self,
+            source: DatasetSource,
+            browsable: bool,  # rows can be read while the index grows (JSON Lines)
+            columns: list[str],
+            format: Format | None,
+            first_rows: list[Row],  # the rows the worker read already: painted without reading them again
+        ) -> None:
+            super().__init__()
+            self.source = source
+            self.browsable = browsable
+            self.columns = columns
+            self.format = format
+            self.first_rows = first_rows
 
-    @dataclass
     class IndexProgress(Message):
-        source: DatasetSource
-        rows: int
+        def __init__(self, source: DatasetSource, rows: int) -> None:
+            super().__init__()
+            self.source = source
+            self.rows = rows
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, type(self)) and message.source is self.source
 
-    @dataclass
     class Indexed(Message):
-        source: DatasetSource
-        rows: int
+        def __init__(self, source: DatasetSource, rows: int) -> None:
+            super().__init__()
+            self.source = source
+            self.rows = rows
 
-    @dataclass
     class OpenFailed(Message):
-        ref: str
-        error: DataError
+        def __init__(self, ref: str, error: DataError) -> None:
+            super().__init__()
+            self.ref = ref
+            self.error = error
 
-    @dataclass
     class CheckProgress(Message):
-        source: DatasetSource
-        rows: int
+        def __init__(self, source: DatasetSource, rows: int) -> None:
+            super().__init__()
+            self.source = source
+            self.rows = rows
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, type(self)) and message.source is self.source
 
-    @dataclass
     class Checked(Message):
-        source: DatasetSource
-        report: CheckReport
+        def __init__(self, source: DatasetSource, report: CheckReport) -> None:
+            super().__init__()
+            self.source = source
+            self.report = report
 
-    @dataclass
     class Found(Message):
-        source: DatasetSource
-        needle: str
-        index: int | None
-        backwards: bool
+        def __init__(self, source: DatasetSource, needle: str, index: int | None, backwards: bool) -> None:
+            super().__init__()
+            self.source = source
+            self.needle = needle
+            self.index = index
+            self.backwards = backwards
 
     # --- layout --------------------------------------------------------------------------------------
 
@@ -207,33 +207,36 @@ class DatasetsScreen(Screen):
                     yield TabPane("Row", id="tab-row")
                     yield TabPane("Tokens", id="tab-tokens")
                     yield TabPane("Errors", id="tab-errors")
-        yield CompactFooter()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         start = getattr(self.app, "open_path", None)
         if start:
             self.open(start)
-        else:
-            self.query_one("#ds-tree", DirectoryTree).focus()
         self.app.after_first_frame(self._mount_hidden_views)  # type: ignore[attr-defined]
 
     async def _mount_hidden_views(self) -> None:
         """The Row, Tokens and Errors tabs' views (and the modules they need: rich's pretty-printer,
         the token checks) and the find bar, which no first frame shows. An action that needs one of
         them waits for `_hidden_views` (a key pressed in the instant before they are there)."""
+        from textual.widgets import Label
+
         from tui_ft.ui.widgets.row_view import RowView
         from tui_ft.ui.widgets.token_view import TokenPanel
 
-        await self.query_one("#tab-row", TabPane).mount(RowView(id="ds-row"))
-        await self.query_one("#tab-tokens", TabPane).mount(TokenPanel(self.workspace, id="ds-tokens"))
-        await self.query_one("#tab-errors", TabPane).mount(OptionList(id="ds-errors"))
-        find_bar = Horizontal(
-            Label("find"),
-            Input(placeholder="text in a row; Enter: next, N: previous", compact=True, id="ds-find"),
-            Static("", id="ds-find-status"),
-            id="ds-search",
-        )
-        await self.query_one("#ds-body").mount(find_bar, after="#ds-tabs")
+        try:
+            await self.query_one("#tab-row", TabPane).mount(RowView(id="ds-row"))
+            await self.query_one("#tab-tokens", TabPane).mount(TokenPanel(self.workspace, id="ds-tokens"))
+            await self.query_one("#tab-errors", TabPane).mount(OptionList(id="ds-errors"))
+            find_bar = Horizontal(
+                Label("find"),
+                Input(placeholder="text in a row; Enter: next, N: previous", compact=True, id="ds-find"),
+                Static("", id="ds-find-status"),
+                id="ds-search",
+            )
+            await self.query_one("#ds-body").mount(find_bar, after="#ds-tabs")
+        except MountError:  # the app is closing (quit at its first frame): nothing left to mount into
+            return
         self._hidden_views.set()
         self._show_current()  # a tab shown before its view was there
         self._show_errors()  # a check that ended before the list was there

@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer
+from textual.widgets import ContentSwitcher
 
 from tui_ft.errors import UserError
 from tui_ft.runs.history import RunHistory
@@ -33,6 +33,7 @@ from tui_ft.ui.screens.run_dialogs import (
 from tui_ft.ui.widgets.run_dashboard import RunDashboard, Snapshot
 from tui_ft.ui.widgets.run_format import ALERT_SEVERITY
 from tui_ft.ui.widgets.run_list import RunList
+from tui_ft.ui.widgets.shell import KeysFooter
 from tui_ft.workspace import Workspace
 
 
@@ -77,7 +78,7 @@ class RunsScreen(Screen):
         with ContentSwitcher(initial="runs-list-view", id="runs-switcher"):
             yield self.run_list
             yield self.dashboard
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         start = self._pending_run or getattr(self.app, "start_run", None)

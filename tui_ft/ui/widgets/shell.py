@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Static
+from textual.widgets import Footer, Static
+from textual.widgets._footer import FooterKey  # (Textual is pinned)
 
-from tui_ft.monitor.system import GpuStatus
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from tui_ft.monitor.system import GpuStatus
 
 #: Mode name, its title, the key that opens it.
 PLACES: tuple[tuple[str, str, str], ...] = (
@@ -85,3 +91,64 @@ class ShellHeader(Vertical):
 
     def _draw_gpu(self, summary: str) -> None:
         self.query_one("#shell-gpu", Static).update(summary)
+
+
+class StyledOnMount:
+    """For a screen: its first showing does not style every widget a second time.
+
+    Textual styles a screen's whole tree again each time the screen is shown (the CSS may have changed
+    while it was away). When it is shown for the first time, each widget was styled as it was mounted,
+    a moment before; doing it all again was a tenth of the time to the first frame."""
+
+    _shown_before = False
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        if not self._shown_before:
+            self._shown_before = True
+            event.refresh_styles = False  # read by Screen's own handler, which runs after this one
+
+
+class KeysFooter(Footer):
+    """The footer of every place: Textual's compact footer, rebuilt only when the keys it shows change.
+
+    Textual's footer builds all its keys again whenever the screen's bindings may have changed: on
+    every change of focus and every mount, five times in the Datasets screen's first half second, each
+    time a few milliseconds per key, most of them restyling. This one keeps what it drew and builds
+    again only when a key, its label, its state or its tooltip differs. It draws its keys from its
+    first compose (Textual's waits for the first change of bindings, so the first frame had none), and
+    builds them compact (each key otherwise adds its `-compact` class once mounted and styles itself
+    and its parts a second time). The keys end the same either way (tests/test_ui_footer.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(compact=True)
+        self._bindings_ready = True
+        self._drawn: tuple | None = None  # what the keys drawn show (`_shown`)
+
+    def _shown(self, screen: Screen) -> tuple:
+        bindings = screen.active_bindings
+        shown: list[tuple[object, ...]] = [
+            (binding.key, binding.action, binding.description, binding.group, enabled, tooltip)
+            for (_, binding, enabled, tooltip) in bindings.values()
+            if binding.show
+        ]
+        palette = bindings.get(self.app.COMMAND_PALETTE_BINDING)
+        if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE and palette is not None:
+            shown.append(("palette", palette[1].key, palette[2], palette[3]))
+        return tuple(shown)
+
+    def compose(self) -> ComposeResult:
+        self._drawn = self._shown(self.screen)
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                widget.set_class(True, "-compact", update=False)
+            yield widget
+
+    def bindings_changed(self, screen: Screen) -> None:
+        # as Textual's footer, but compared when the rebuild would run: what is shown can change between
+        self._bindings_ready = True
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            self.call_after_refresh(self._rebuild_if_changed)
+
+    async def _rebuild_if_changed(self) -> None:
+        if self.is_attached and self._shown(self.screen) != self._drawn:
+            await self.recompose()
