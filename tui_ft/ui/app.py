@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,19 +19,19 @@ from textual.message import Message
 from textual.reactive import Reactive, reactive
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
-from tui_ft.monitor.system import GpuSampler, GpuStatus
+from tui_ft.ui.css_cache import KeptStylesheet
 from tui_ft.ui.screens.datasets import DatasetsScreen
 from tui_ft.ui.widgets.fields import in_field, leave_field, typing_in
-from tui_ft.ui.widgets.shell import PLACES, ShellHeader, gpu_summary
+from tui_ft.ui.widgets.shell import PLACES, ShellHeader, StyledOnMount, gpu_summary
 from tui_ft.workspace import Workspace
 
 if TYPE_CHECKING:
     from textual.command import Provider
 
     from tui_ft.inference.client import GenerationClient
+    from tui_ft.monitor.system import GpuSampler, GpuStatus
 
 GPU_POLL_S = 5.0
 
@@ -58,10 +57,13 @@ THEME = Theme(
 
 
 def with_shell(screen_class: type[Screen]) -> type[Screen]:
-    """`screen_class` with the app's header on top (in place of any header of its own)."""
+    """`screen_class` with the app's header on top (in place of any header of its own), styled once
+    when it is first shown (`StyledOnMount`)."""
 
-    class ShellScreen(screen_class):  # type: ignore[valid-type, misc]
+    class ShellScreen(StyledOnMount, screen_class):  # type: ignore[valid-type, misc]
         def compose(self) -> ComposeResult:
+            from textual.widgets import Header  # (not needed for the first screen: imported here)
+
             yield ShellHeader()
             for widget in super().compose():
                 if not isinstance(widget, (ShellHeader, Header)):
@@ -149,9 +151,10 @@ class TuiFtApp(App[int]):
     # again, twice, while the first screen is built (registered in __init__, before any CSS is parsed).
     theme: Reactive[str] = Reactive(THEME.name)
 
-    @dataclass
     class GpuSampled(Message):
-        status: GpuStatus
+        def __init__(self, status: GpuStatus) -> None:
+            super().__init__()
+            self.status = status
 
     def __init__(
         self,
@@ -167,6 +170,8 @@ class TuiFtApp(App[int]):
         # Read by App.__init__: the first screen is the one asked for (a per-instance class setting).
         self.DEFAULT_MODE = start_mode  # type: ignore[misc]
         super().__init__()
+        # nothing has been parsed into it yet: the same, with the parsed CSS kept between starts
+        self.stylesheet = KeptStylesheet(variables=self.get_css_variables(), folder=workspace.cache / "ui")
         self.workspace = workspace
         self.open_path = open_path
         self.start_run = start_run  # the run the Runs screen opens on (`tui-ft watch RUN`)
@@ -174,7 +179,7 @@ class TuiFtApp(App[int]):
         self.annotate_session = annotate_session  # the session the Annotate screen opens (`tui-ft annotate`)
         self._generation: GenerationClient | None = None
         self.gpu_status: GpuStatus | None = None
-        self._gpu = GpuSampler()
+        self._gpu: GpuSampler | None = None  # made by the first poll, after the first frame
         self._gpu_worker: Worker | None = None  # the GPU sample in flight
         self._failing: dict[tuple[str, str], str] = {}  # job -> its failure last reported
         self._css_current = False  # the stylesheet has been applied once (see refresh_css)
@@ -236,6 +241,11 @@ class TuiFtApp(App[int]):
         for callback in waiting:
             self.call_after_refresh(callback)
         self.call_after_refresh(self.freeze_heap)
+        self.call_after_refresh(self._keep_css)
+
+    def _keep_css(self) -> None:
+        if isinstance(self.stylesheet, KeptStylesheet):  # (Textual replaces it when CSS files are watched)
+            self.stylesheet.save()
 
     def freeze_heap(self) -> None:
         """Move everything alive now out of the collector's sight. What the app holds from its start
@@ -261,11 +271,16 @@ class TuiFtApp(App[int]):
     # --- GPU summary (poll without overlap: the next sample is scheduled when the last one ended) ----
 
     def _poll_gpu(self) -> None:
+        if self._gpu is None:
+            from tui_ft.monitor.system import GpuSampler
+
+            self._gpu = GpuSampler()
         self._gpu_worker = self._sample_gpu()
 
     @work(thread=True, exclusive=True, group="gpu", exit_on_error=False, description="sampling the GPUs")
     def _sample_gpu(self) -> None:
-        self.post_message(self.GpuSampled(self._gpu.sample()))
+        if self._gpu is not None:  # (made by `_poll_gpu` before it starts this)
+            self.post_message(self.GpuSampled(self._gpu.sample()))
 
     @on(GpuSampled)
     def _on_gpu_sampled(self, message: GpuSampled) -> None:
@@ -305,7 +320,9 @@ class TuiFtApp(App[int]):
 
     def on_unmount(self) -> None:
         self._resume_gc()
-        self._gpu.close()
+        self._keep_css()  # with what the places opened since parsed
+        if self._gpu is not None:
+            self._gpu.close()
         if self._generation is not None:
             self._generation.close()
 
