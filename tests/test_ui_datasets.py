@@ -169,12 +169,12 @@ async def test_directory_tree_opens_a_file(demo_ws):
 async def test_an_unexpected_open_error_is_shown_and_the_next_open_works(demo_ws, tmp_path, monkeypatch):
     import shutil
 
-    from tui_ft.ui.screens import datasets
+    from tui_ft.data import sources
     from tui_ft.workspace import Workspace
 
     ws = Workspace(tmp_path / "home").ensure()
     shutil.copy(demo_ws.data / "chat.jsonl", ws.data / "chat.jsonl")
-    open_dataset = datasets.open_dataset
+    open_dataset = sources.open_dataset  # (the screen's worker imports it when it opens a dataset)
     calls = []
 
     def open_failing_once(*args, **kwargs):
@@ -183,7 +183,7 @@ async def test_an_unexpected_open_error_is_shown_and_the_next_open_works(demo_ws
             raise RuntimeError("the reader tripped")
         return open_dataset(*args, **kwargs)
 
-    monkeypatch.setattr(datasets, "open_dataset", open_failing_once)
+    monkeypatch.setattr(sources, "open_dataset", open_failing_once)
     app = TuiFtApp(ws)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen

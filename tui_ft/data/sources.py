@@ -36,13 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tui_ft.data import DATA_SUFFIXES
 from tui_ft.data.formats import EXAMPLES, Format, detect_format
 from tui_ft.errors import DataError
 
 if TYPE_CHECKING:
     import datasets
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _CHUNK = 1 << 20
 _WHITESPACE = frozenset(b" \t\r\n\x0b\x0c")
 _BOM = codecs.BOM_UTF8

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
-from tui_ft.data.sources import DATA_SUFFIXES
+from tui_ft.data import DATA_SUFFIXES
 from tui_ft.ui.widgets.shell import PLACES
 
 if TYPE_CHECKING:

@@ -12,11 +12,15 @@ The file holds what tui-ft itself wrote in the user's own cache folder, as Pytho
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle
 from pathlib import Path
 from typing import Any
+
+try:  # hashlib's blake2b without loading OpenSSL (hashlib's import), which would cost more than it saves
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2b
 
 import textual.css.model
 import textual.css.parse
@@ -33,7 +37,7 @@ def _textual_build() -> str:
     for module in (textual.css.parse, textual.css.model):
         stat = os.stat(module.__file__ or "")
         parts.append(f"{stat.st_size}.{stat.st_mtime_ns}")
-    return hashlib.blake2b("-".join(parts).encode(), digest_size=6).hexdigest()
+    return blake2b("-".join(parts).encode(), digest_size=6).hexdigest()
 
 
 class KeptStylesheet(Stylesheet):
@@ -55,7 +59,7 @@ class KeptStylesheet(Stylesheet):
         """The file for this Textual and these variables."""
         if self.folder is None:
             return None
-        digest = hashlib.blake2b(repr(sorted(self._variables.items())).encode(), digest_size=8).hexdigest()
+        digest = blake2b(repr(sorted(self._variables.items())).encode(), digest_size=8).hexdigest()
         return self.folder / f"css-{FORMAT}-textual-{_textual_build()}-{digest}.pickle"
 
     def _read(self) -> dict[tuple, bytes]:
@@ -86,7 +90,7 @@ class KeptStylesheet(Stylesheet):
         if self._kept is None:
             self._kept = self._read()
         key = (
-            hashlib.blake2b(css.encode(), digest_size=16).digest(),
+            blake2b(css.encode(), digest_size=16).digest(),
             read_from,
             is_default_rules,
             tie_breaker,

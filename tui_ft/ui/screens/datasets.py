@@ -34,8 +34,6 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui_ft.data.formats import Format, detect_format
-from tui_ft.data.sources import DatasetSource, JsonlSource, Row, open_dataset
 from tui_ft.display import format_count
 from tui_ft.errorlog import describe
 from tui_ft.errors import DataError
@@ -46,6 +44,11 @@ from tui_ft.ui.widgets.shell import KeysFooter, ShellHeader, StyledOnMount, shor
 
 if TYPE_CHECKING:
     from tui_ft.data.checks import CheckReport
+    from tui_ft.data.formats import Format
+    from tui_ft.data.sources import DatasetSource, Row
+
+# The data layer (sources, formats: json, csv and friends) is imported when a dataset is first opened,
+# by the worker opening it: not on the way to the first frame.
 
 _PROGRESS_EVERY_S = 0.1
 _FIRST_ROWS = 100  # read by the open worker and painted at once: more than the tallest screen shows
@@ -259,6 +262,9 @@ class DatasetsScreen(StyledOnMount, Screen):
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False, description="opening the dataset")
     def _open_worker(self, ref: str) -> None:
+        from tui_ft.data.formats import detect_format
+        from tui_ft.data.sources import JsonlSource, Row, open_dataset
+
         worker = get_current_worker()
         try:
             source = open_dataset(ref, base_dir=self.workspace.data)
@@ -304,6 +310,8 @@ class DatasetsScreen(StyledOnMount, Screen):
     def _on_index_progress(self, message: IndexProgress) -> None:
         if message.source is not self.source:
             return
+        from tui_ft.data.sources import JsonlSource
+
         if isinstance(message.source, JsonlSource):
             self.query_one("#ds-table", RowTable).set_row_count(message.rows)
         self._status = f"indexing… {message.rows:,} rows"
@@ -378,6 +386,8 @@ class DatasetsScreen(StyledOnMount, Screen):
         report = message.report
         self.report = report
         if report.format and self.format is None:
+            from tui_ft.data.formats import Format
+
             self.format = Format(report.format)
         self._show_errors()
         if report.error_count:
@@ -479,6 +489,7 @@ class DatasetsScreen(StyledOnMount, Screen):
             for view in self.query("#ds-row").results(RowView):
                 view.show(item, self.format)
         elif active == "tab-tokens" and self.source is not None:
+            from tui_ft.data.sources import Row
             from tui_ft.ui.widgets.token_view import TokenPanel
 
             for tokens in self.query("#ds-tokens").results(TokenPanel):

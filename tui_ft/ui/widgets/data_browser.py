@@ -9,7 +9,7 @@ from pathlib import Path
 from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Static
 
-from tui_ft.data.sources import DATA_SUFFIXES
+from tui_ft.data import DATA_SUFFIXES
 
 
 def complete_path(value: str, base_dirs: list[Path]) -> str | None:

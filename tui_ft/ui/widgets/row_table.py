@@ -12,10 +12,9 @@ flight at a time; when it lands, the repaint asks for whatever is still missing 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -29,14 +28,18 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui_ft.data.sources import DatasetSource, Row
 from tui_ft.errors import DataError
+
+if TYPE_CHECKING:
+    from tui_ft.data.sources import DatasetSource, Row
 
 _CELL_CHARS = 400  # a cell never needs more text than the widest screen shows
 
 
 def summarize(value: Any) -> str:
     """One line of text for a cell: chat turns as `role: content`, other values as compact JSON."""
+    import json  # (imported when the first row is drawn, not on the way to the first frame)
+
     if isinstance(value, str):
         text = value
     elif isinstance(value, list) and value and all(isinstance(t, dict) for t in value):
