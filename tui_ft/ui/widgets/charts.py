@@ -416,6 +416,7 @@ class ChartGrid(VerticalScroll):
     MIN_ROW = 8
     MIN_COLUMN = 38
     row_height = MIN_ROW  # as laid out
+    _told_overflow = False  # what the screen's keys were last asked with (`_tell_overflow`)
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
@@ -491,3 +492,11 @@ class ChartGrid(VerticalScroll):
         styles.grid_rows = f"{row_height}"
         styles.padding = (0, 0, pad, 0)
         self.row_height = row_height
+        self.call_after_refresh(self._tell_overflow)
+
+    def _tell_overflow(self) -> None:
+        """Ask the screen's keys again when charts came to be out of view or all fit again: `n` (more
+        charts) is shown only then. Asked once laid out, and again after every resize."""
+        if self.overflows != self._told_overflow:
+            self._told_overflow = self.overflows
+            self.refresh_bindings()

@@ -187,6 +187,7 @@ class RunList(Vertical):
         self.query_one("#runs-count", Static).update(shown)
         self.query_one("#runs-empty", Static).display = not self.rows
         table.display = bool(self.rows)
+        self.refresh_bindings()  # the screen's keys depend on the run the cursor is on (and on there being one)
 
     @staticmethod
     def _cells(row: RunRow) -> dict[str, Any]:
@@ -233,6 +234,12 @@ class RunList(Vertical):
     @on(Input.Submitted, "#runs-filter")
     def _on_filter_submitted(self) -> None:
         self.focus_table()
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _on_row_highlighted(self) -> None:
+        # The Runs screen's keys (stop, resume, chat, export, sweep...) depend on the highlighted run:
+        # the footer asks again (as the table fills, and as the cursor moves from a run to a trial).
+        self.refresh_bindings()
 
     @on(DataTable.RowSelected, "#runs-table")
     def _on_row_selected(self, event: DataTable.RowSelected) -> None:
