@@ -250,6 +250,7 @@ class AnnotateScreen(Screen):
     def _layout(self) -> None:
         self.query_one("#annotate-pair").set_class(self.size.width < 100, "-narrow")
         working = self.session is not None
+        self.refresh_bindings()  # the pair keys belong to an open session
         self.query_one("#annotate-start").display = not working
         self.query_one("#annotate-work").display = working
         self.query_one("#annotate-progress").display = working

@@ -297,6 +297,9 @@ class ChatScreen(Screen):
         return line + Text(" · ".join(details), style="dim")
 
     def _draw_verdict(self) -> None:
+        # called as a reply starts, as a comparison waits and when it is decided: the keys the footer
+        # shows (greyed while a reply streams, undo once decided) are asked again
+        self.refresh_bindings()
         verdict = self.query_one("#chat-verdict", Static)
         shown = self.awaiting_decision is not None
         if shown:
@@ -545,6 +548,7 @@ class ChatScreen(Screen):
     def _on_ended(self, message: ReplyEnded) -> None:
         side, index, final = message.side, message.turn, message.final
         self.pending[side] = None
+        self.refresh_bindings()  # (greyed keys come back once no reply streams)
         self._grown.pop(side, None)  # the final text is drawn below
         if index >= len(self.conversation.turns):
             return
