@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
 from textual.widgets import Footer, Static
 from textual.widgets._footer import FooterKey  # (Textual is pinned)
 
@@ -94,18 +95,32 @@ class ShellHeader(Vertical):
 
 
 class StyledOnMount:
-    """For a screen: its first showing does not style every widget a second time.
+    """For a screen: its first showing does not style every widget a second time, and a resize to the
+    size it is laid out at does not lay it all out again.
 
     Textual styles a screen's whole tree again each time the screen is shown (the CSS may have changed
     while it was away). When it is shown for the first time, each widget was styled as it was mounted,
-    a moment before; doing it all again was a tenth of the time to the first frame."""
+    a moment before; doing it all again was a tenth of the time to the first frame. And every app gets
+    a Resize at its start, with the size its first screen was laid out at a moment before: Textual laid
+    the whole screen out again for it (another tenth). A widget that changes asks for its own layout,
+    as ever; only a whole layout at an unchanged size is skipped."""
 
     _shown_before = False
+    _laid_out_at: Size | None = None  # the size of the last whole layout
 
     def _on_screen_resume(self, event: events.ScreenResume) -> None:
         if not self._shown_before:
             self._shown_before = True
             event.refresh_styles = False  # read by Screen's own handler, which runs after this one
+
+    def _screen_resized(self, size: Size) -> None:
+        if size != self._laid_out_at:
+            super()._screen_resized(size)  # type: ignore[misc]
+
+    def _refresh_layout(self, size: Size | None = None, scroll: bool = False) -> None:
+        super()._refresh_layout(size, scroll)  # type: ignore[misc]
+        if not scroll:  # (a scroll lays out only what came into view)
+            self._laid_out_at = self.outer_size if size is None else size  # type: ignore[attr-defined]
 
 
 class KeysFooter(Footer):
