@@ -12,6 +12,7 @@ The file holds what tui-ft itself wrote in the user's own cache folder, as Pytho
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 from pathlib import Path
@@ -30,6 +31,7 @@ from textual.css.stylesheet import CSSLocation, Stylesheet
 FORMAT = 1  # of the file; a new one starts a new file
 
 
+@functools.cache
 def _textual_build() -> str:
     """Which Textual parsed the rules: its parser's and rule model's files (size and time). Not
     `textual.__version__`, which reads the package's metadata: a fifth of what the cache saves."""

@@ -474,6 +474,7 @@ class ChartGrid(VerticalScroll):
         return row
 
     def _relayout(self) -> None:
+        self.call_after_refresh(self._tell_overflow)
         n = len(self._grid.children)
         width, height = self.size.width, self.size.height
         if not n or not width:
@@ -492,7 +493,6 @@ class ChartGrid(VerticalScroll):
         styles.grid_rows = f"{row_height}"
         styles.padding = (0, 0, pad, 0)
         self.row_height = row_height
-        self.call_after_refresh(self._tell_overflow)
 
     def _tell_overflow(self) -> None:
         """Ask the screen's keys again when charts came to be out of view or all fit again: `n` (more

@@ -461,7 +461,6 @@ class RunDashboard(Vertical):
         self._next_poll_s = IDLE_RUN_POLL_S  # after the refresh in flight; set when it is handled
         self._force: set[str] = set()
         self._shown: dict[str, Text] = {}  # what each Static shows
-        self._overflows = False  # the Charts tab has charts out of view (`n` shown)
         self._wide = False  # the footer shows the tabs' keys
 
     def compose(self) -> ComposeResult:
@@ -535,13 +534,6 @@ class RunDashboard(Vertical):
     @on(TabbedContent.TabActivated, "#dash-tabs")
     def _on_tab(self) -> None:
         self.refresh_bindings()  # `n` only on the Charts tab
-
-    def _check_overflow(self) -> None:
-        """Show `n` in the footer when charts came to be out of view (or all fit again)."""
-        overflows = self.query_one("#dash-charts", ChartGrid).overflows
-        if overflows != self._overflows:
-            self._overflows = overflows
-            self.refresh_bindings()
 
     # --- opening and closing -------------------------------------------------------------------------
 
@@ -681,7 +673,6 @@ class RunDashboard(Vertical):
             self._draw_overlay(snap.overlay)
         if snap.eval_changed:
             self._fill_eval(snap.eval_doc)
-        self.call_after_refresh(self._check_overflow)
         self.refreshes += 1  # counted once everything it brought is shown
         active = status is None or status.state in ACTIVE_STATES
         self._next_poll_s = RUN_POLL_S if active else IDLE_RUN_POLL_S
