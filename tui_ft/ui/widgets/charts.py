@@ -445,6 +445,10 @@ class ChartGrid(VerticalScroll):
     def on_resize(self) -> None:
         self._relayout()
 
+    def watch_virtual_size(self) -> None:
+        # the rows as laid out: `_relayout` asks too, but a layout can end after what it asked for ran
+        self.call_after_refresh(self._tell_overflow)
+
     def draw_cost(self) -> float:
         """Seconds one rebuild of every chart this grid shows costs (the charts off screen cost none)."""
         return sum(c.build_s for c in self.charts if c.plot_on_screen)
@@ -496,7 +500,8 @@ class ChartGrid(VerticalScroll):
 
     def _tell_overflow(self) -> None:
         """Ask the screen's keys again when charts came to be out of view or all fit again: `n` (more
-        charts) is shown only then. Asked once laid out, and again after every resize."""
+        charts) is shown only then. Asked once laid out, and again after every resize and every change of
+        the rows' total height."""
         if self.overflows != self._told_overflow:
             self._told_overflow = self.overflows
             self.refresh_bindings()

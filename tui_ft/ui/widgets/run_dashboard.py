@@ -495,14 +495,15 @@ class RunDashboard(Vertical):
         self.query_one("#dash-tabs", TabbedContent).hide_tab("tab-compare")
         self.query_one("#dash-alert", Static).display = False
         self.query_one("#dash-charts-note", Static).display = False
+        self.refresh_bindings()  # the keys as mounted (`check_action`), not as they were guessed before
 
     # --- keys ----------------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Compare's key only while it has a tab, the tabs' keys in the footer only where it has room;
         more charts only while some are out of view."""
-        if not self.is_mounted:
-            return True
+        if not self.is_mounted:  # (asked again once mounted)
+            return action != "cycle_charts"  # every chart is in view before there are any
         tabs = self.query_one("#dash-tabs", TabbedContent)
         if action in ("tab", "show_tab"):
             if parameters and parameters[0] == "tab-compare" and not self.overlay_ids:
