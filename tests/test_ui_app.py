@@ -45,20 +45,21 @@ async def test_header_shows_workspace_gpu_and_current_mode(demo_ws):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
         header = app.screen.query_one(ShellHeader)
-        assert demo_ws.root.name in str(header.query_one("#shell-workspace", Static).render())
-        gpu = str(header.query_one("#shell-gpu", Static).render())
+        modes, status = str(header.render()).split("\n")
+        assert "3 Runs" in modes
+        assert demo_ws.root.name in status
+        gpu = status.split("   ")[-1].strip()
         assert gpu and "checking" not in gpu  # sampled: a GPU or "no GPU (why)"
-        modes = header.query_one("#shell-modes", Static).render()
-        assert "3 Runs" in str(modes)
+        assert len(status) == 80 and status.endswith(" ")  # on the right, one column in
 
 
 async def test_clicking_a_mode_in_the_header_switches_to_it(demo_ws):
     app = TuiFtApp(demo_ws)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        text = str(app.screen.query_one("#shell-modes", Static).render())
+        text = str(app.screen.query_one(ShellHeader).render())
         column = text.index("5 Chat")
-        await pilot.click("#shell-modes", offset=(column + 1, 0))
+        await pilot.click(ShellHeader, offset=(column + 1, 0))
         await pilot.pause()
         assert app.current_mode == "chat"
 

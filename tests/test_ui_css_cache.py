@@ -39,7 +39,7 @@ def parsed(monkeypatch) -> list[str]:
 async def first_screen(ws: Workspace, app_class: type[TuiFtApp] = QuietApp) -> str:
     app = app_class(ws)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.screen.query("FooterKey"))
+        await until(pilot, lambda: app.screen.query_one("KeysFooter").keys)
         await app.screen._hidden_views.wait()
         await pilot.pause(0.1)
         picture = app.export_screenshot()

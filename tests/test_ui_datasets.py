@@ -6,11 +6,12 @@ import json
 
 import pytest
 from rich.style import Style
-from textual.widgets import Input, OptionList, Static, TabbedContent
+from textual.widgets import Input, OptionList, Static
 
 from tests.conftest import until
 from tui_ft.ui.app import TuiFtApp
 from tui_ft.ui.screens.datasets import DatasetsScreen
+from tui_ft.ui.widgets.pane_tabs import PaneTabs
 from tui_ft.ui.widgets.row_table import RowTable
 from tui_ft.ui.widgets.token_view import EOS_STYLE, TRAIN_STYLES, TokenPanel
 
@@ -55,7 +56,7 @@ async def test_open_sample_chat_shows_format_and_rows(demo_ws):
         assert any(words in line for line in screen_lines(app))
         await pilot.press("down", "down", "enter")
         await pilot.pause()
-        assert screen.query_one("#ds-tabs", TabbedContent).active == "tab-row"
+        assert screen.query_one("#ds-tabs", PaneTabs).active == "tab-row"
         third = json.loads((demo_ws.data / "chat.jsonl").read_text().splitlines()[2])
         last_turn = third["messages"][-1]["content"][:20]
         assert any(last_turn in line for line in screen_lines(app))
@@ -83,7 +84,7 @@ async def test_error_list_jumps_to_the_bad_row(demo_ws, tmp_path):
         await pilot.press("down", "enter")  # the second error: line 33, row 31 (the blank line is no row)
         await pilot.pause()
         table = screen.query_one(RowTable)
-        assert screen.query_one("#ds-tabs", TabbedContent).active == "tab-rows"
+        assert screen.query_one("#ds-tabs", PaneTabs).active == "tab-rows"
         assert table.cursor == 31
         assert table.get_row(31).line == 33
         assert screen.focused is table

@@ -1,16 +1,16 @@
 """Every place's footer fits 80 columns: each key it shows is whole on screen, and quitting is among them
-(q, or ^q while a field has the keyboard). Keys the footer leaves out are still in the palette."""
+(q, or ^q while a field has the keyboard). Keys the footer leaves out are still in the palette. The
+footer has its keys on the first frame, draws again only when they change, and a click presses one."""
 
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
 
 from tests.conftest import until
 from tui_ft.prefs.session import SessionSpec, remember_annotator, save_spec
 from tui_ft.ui.app import TuiFtApp
 from tui_ft.ui.commands import place_keys
+from tui_ft.ui.widgets.shell import FooterKey, KeysFooter
 
 pytestmark = pytest.mark.anyio
 WIDTH = 80
@@ -33,13 +33,11 @@ def ws(demo_ws):
 
 
 def shown_keys(app) -> list[FooterKey]:
-    footer = app.screen.query_one(Footer)
-    return [key for key in footer.query(FooterKey) if key.display]
+    return app.screen.query_one(KeysFooter).keys
 
 
 def laid_out(app) -> bool:
-    keys = shown_keys(app)
-    return bool(keys) and all(key.region.width for key in keys)
+    return bool(shown_keys(app))
 
 
 async def assert_fits(pilot, place: str) -> None:
@@ -47,9 +45,12 @@ async def assert_fits(pilot, place: str) -> None:
     await until(pilot, lambda: laid_out(app))  # the footer is drawn again when the keys change
     keys = shown_keys(app)
     assert keys, place
+    footer = app.screen.query_one(KeysFooter)
+    assert footer.region.x == 0 and footer.region.width == WIDTH
+    line = str(footer.render())
     for key in keys:
-        region = key.region
-        assert region.width > 0 and region.right <= WIDTH, (place, key.description, region)
+        assert 0 <= key.start < key.end <= WIDTH, (place, key.description, key.start, key.end)
+        assert line[key.start : key.end].startswith(key.display), (place, key, line)
     actions = {key.action for key in keys}
     assert actions & {"app.quit", "app.quit_from_field", "quit", "quit_from_field"}, (place, actions)
 
@@ -80,31 +81,58 @@ async def test_annotates_footer_fits_80_columns_and_the_other_keys_are_said_or_i
             assert f"Annotate: {hidden}" in palette
 
 
-async def test_the_footer_is_built_for_the_first_frame_and_again_only_when_its_keys_change(ws, monkeypatch):
-    from tui_ft.ui.widgets.shell import KeysFooter
-
-    builds: list[int] = []
-    compose = KeysFooter.compose
+async def test_the_footer_has_its_keys_on_the_first_frame_and_draws_again_only_when_they_change(
+    ws, monkeypatch
+):
+    draws: list[list[str]] = []
+    render = KeysFooter.render
 
     def counted(self):
-        builds.append(1)
-        yield from compose(self)
+        line = render(self)
+        draws.append([key.description for key in self.keys])
+        return line
 
-    monkeypatch.setattr(KeysFooter, "compose", counted)
+    monkeypatch.setattr(KeysFooter, "render", counted)
+    at_first_frame: list[list[str]] = []
+
+    class Watched(FooterApp):
+        def on_ready(self) -> None:
+            at_first_frame.append([key.description for key in self.screen.query_one(KeysFooter).keys])
+            super().on_ready()
+
+    app = Watched(ws)
+    async with app.run_test(size=(WIDTH, 24)) as pilot:
+        await until(pilot, lambda: at_first_frame)
+        assert {"Open", "Tokens", "Quit", "palette"} <= set(at_first_frame[0])  # Textual's footer: none yet
+        await app.screen._hidden_views.wait()
+        await pilot.pause(0.2)
+        assert app.screen.focused.id == "ds-tree"  # the tree has the keyboard from the first frame
+        drawn = len(draws)
+        for _ in range(3):  # nothing changed: Textual's footer would build all its keys again each time
+            app.screen.refresh_bindings()
+            await pilot.pause(0.05)
+        assert len(draws) == drawn
+        app.screen.set_focus(app.screen.query_one("#ds-path"))  # a field: other keys
+        await until(pilot, lambda: any(k.description == "Leave field" for k in shown_keys(app)))
+        assert len(draws) == drawn + 1
+        app.screen.set_focus(app.screen.query_one("#ds-tree"))
+        await until(pilot, lambda: any(k.description == "Open" for k in shown_keys(app)))
+        assert len(draws) == drawn + 2
+
+
+async def test_clicking_a_key_in_the_footer_presses_it_and_hovering_tells_its_tooltip(ws):
     app = FooterApp(ws)
     async with app.run_test(size=(WIDTH, 24)) as pilot:
         await until(pilot, lambda: laid_out(app))
         await app.screen._hidden_views.wait()
-        await pilot.pause(0.2)
-        assert len(builds) == 1  # the first frame's keys, not rebuilt as the screen settles
-        assert app.screen.focused.id == "ds-tree"  # the tree has the keyboard from the first frame
-        for _ in range(3):  # nothing changed: Textual's footer would build all its keys again each time
-            app.screen.refresh_bindings()
-            await pilot.pause(0.05)
-        assert len(builds) == 1
-        app.screen.set_focus(app.screen.query_one("#ds-path"))  # a field: other keys
-        await until(pilot, lambda: any(k.description == "Leave field" for k in shown_keys(app)))
-        assert len(builds) == 2
-        app.screen.set_focus(app.screen.query_one("#ds-tree"))
-        await until(pilot, lambda: any(k.description == "Open" for k in shown_keys(app)))
-        assert len(builds) == 3
+        tokens = next(key for key in shown_keys(app) if key.description == "Tokens")
+        await pilot.hover(KeysFooter, offset=(tokens.start, 0))
+        footer = app.screen.query_one(KeysFooter)
+        assert footer._hover == shown_keys(app).index(tokens)
+        await pilot.click(KeysFooter, offset=(tokens.start, 0))
+        await until(pilot, lambda: app.screen.query_one("#ds-tabs").active == "tab-tokens")
+        grouped = [key for key in shown_keys(app) if key.description == ""]  # the divider's [ and ]
+        assert [key.display for key in grouped] == ["[", "]"]
+        assert all(key.tooltip for key in grouped)  # a group's keys tell what each does when hovered
+        await pilot.hover(KeysFooter, offset=(grouped[0].start, 0))
+        assert footer.tooltip == grouped[0].tooltip

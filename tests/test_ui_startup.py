@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-from textual.widgets import TabPane
 
 from tui_ft.ui.app import TuiFtApp
 
@@ -100,5 +99,5 @@ async def test_the_hidden_views_are_there_once_the_first_frame_is_drawn(demo_ws)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         screen = app.screen
-        assert isinstance(screen.query_one("#tab-row", TabPane).query_one("#ds-row"), RowView)
-        assert isinstance(screen.query_one("#tab-tokens", TabPane).query_one("#ds-tokens"), TokenPanel)
+        assert isinstance(screen.query_one("#tab-row").query_one("#ds-row"), RowView)
+        assert isinstance(screen.query_one("#tab-tokens").query_one("#ds-tokens"), TokenPanel)

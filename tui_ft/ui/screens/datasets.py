@@ -24,12 +24,11 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import MountError
 from textual.widgets import (
+    ContentSwitcher,
     DirectoryTree,
     Input,
     OptionList,
     Static,
-    TabbedContent,
-    TabPane,
 )
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -39,6 +38,7 @@ from tui_ft.errorlog import describe
 from tui_ft.errors import DataError
 from tui_ft.ui.widgets.data_browser import DataTree, FolderLabel, PathSuggester
 from tui_ft.ui.widgets.fields import in_field, leave_field
+from tui_ft.ui.widgets.pane_tabs import PaneTabs
 from tui_ft.ui.widgets.row_table import RowTable
 from tui_ft.ui.widgets.shell import KeysFooter, ShellHeader, StyledOnMount, short_path
 
@@ -202,14 +202,24 @@ class DatasetsScreen(StyledOnMount, Screen):
                 yield Static(
                     "Open a dataset: pick a file on the left, or type a path and press Enter.", id="ds-info"
                 )
-                with TabbedContent(id="ds-tabs", initial="tab-rows"):
-                    with TabPane("Rows", id="tab-rows"):
+                yield PaneTabs(
+                    [
+                        ("tab-rows", "Rows"),
+                        ("tab-row", "Row"),
+                        ("tab-tokens", "Tokens"),
+                        ("tab-errors", "Errors"),
+                    ],
+                    switcher="ds-panes",
+                    id="ds-tabs",
+                )
+                with ContentSwitcher(id="ds-panes", initial="tab-rows"):
+                    with Vertical(id="tab-rows"):
                         yield RowTable(id="ds-table")
                     # The hidden tabs' views, and the find bar, are imported and mounted just after
                     # the first paint (`_mount_hidden_views`): a faster first screen.
-                    yield TabPane("Row", id="tab-row")
-                    yield TabPane("Tokens", id="tab-tokens")
-                    yield TabPane("Errors", id="tab-errors")
+                    yield Vertical(id="tab-row")
+                    yield Vertical(id="tab-tokens")
+                    yield Vertical(id="tab-errors")
         yield KeysFooter()
 
     def on_mount(self) -> None:
@@ -228,16 +238,16 @@ class DatasetsScreen(StyledOnMount, Screen):
         from tui_ft.ui.widgets.token_view import TokenPanel
 
         try:
-            await self.query_one("#tab-row", TabPane).mount(RowView(id="ds-row"))
-            await self.query_one("#tab-tokens", TabPane).mount(TokenPanel(self.workspace, id="ds-tokens"))
-            await self.query_one("#tab-errors", TabPane).mount(OptionList(id="ds-errors"))
+            await self.query_one("#tab-row").mount(RowView(id="ds-row"))
+            await self.query_one("#tab-tokens").mount(TokenPanel(self.workspace, id="ds-tokens"))
+            await self.query_one("#tab-errors").mount(OptionList(id="ds-errors"))
             find_bar = Horizontal(
                 Label("find"),
                 Input(placeholder="text in a row; Enter: next, N: previous", compact=True, id="ds-find"),
                 Static("", id="ds-find-status"),
                 id="ds-search",
             )
-            await self.query_one("#ds-body").mount(find_bar, after="#ds-tabs")
+            await self.query_one("#ds-body").mount(find_bar, after="#ds-panes")
         except MountError:  # the app is closing (quit at its first frame): nothing left to mount into
             return
         self._hidden_views.set()
@@ -401,8 +411,8 @@ class DatasetsScreen(StyledOnMount, Screen):
     def _show_errors(self) -> None:
         """The Errors tab: the check's errors (none yet while it checks), its label counting them."""
         report = self.report
-        errors_tab = self.query_one("#ds-tabs", TabbedContent).get_tab("tab-errors")
-        errors_tab.label = f"Errors ({report.error_count})" if report and report.error_count else "Errors"
+        label = f"Errors ({report.error_count})" if report and report.error_count else "Errors"
+        self.query_one("#ds-tabs", PaneTabs).relabel("tab-errors", label)
         self._error_lines = [e.get("line") for e in report.errors] if report else []
         for errors in self.query("#ds-errors").results(OptionList):  # none in the instant before it mounts
             errors.clear_options()
@@ -467,8 +477,8 @@ class DatasetsScreen(StyledOnMount, Screen):
     def _on_row_selected(self, _: RowTable.RowSelected) -> None:
         self.action_tab("tab-row")
 
-    @on(TabbedContent.TabActivated, "#ds-tabs")
-    def _on_tab(self, _: TabbedContent.TabActivated) -> None:
+    @on(PaneTabs.Activated, "#ds-tabs")
+    def _on_tab(self, _: PaneTabs.Activated) -> None:
         self._show_current()
 
     def current_row(self) -> Row | DataError | None:
@@ -481,7 +491,7 @@ class DatasetsScreen(StyledOnMount, Screen):
         item = self.current_row()
         if item is None:
             return
-        active = self.query_one("#ds-tabs", TabbedContent).active
+        active = self.query_one("#ds-tabs", PaneTabs).active
         # (the query finds nothing in the instant before the lazy tabs mount; a tab shown later asks again)
         if active == "tab-row":
             from tui_ft.ui.widgets.row_view import RowView
@@ -565,7 +575,7 @@ class DatasetsScreen(StyledOnMount, Screen):
         self._find(backwards=backwards)
 
     def action_tab(self, tab: str) -> None:
-        self.query_one("#ds-tabs", TabbedContent).active = tab
+        self.query_one("#ds-tabs", PaneTabs).active = tab
         focus = {"tab-rows": "#ds-table", "tab-errors": "#ds-errors"}.get(tab)
         if focus is not None:
             self.run_worker(self._focus_when_mounted(focus), group="focus", exclusive=True)

@@ -10,6 +10,7 @@ from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Static
 
 from tui_ft.data import DATA_SUFFIXES
+from tui_ft.ui.widgets.shell import fit_left
 
 
 def complete_path(value: str, base_dirs: list[Path]) -> str | None:
@@ -58,15 +59,6 @@ class DataTree(DirectoryTree):
             for p in paths
             if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in DATA_SUFFIXES)
         ]
-
-
-def fit_left(text: str, width: int) -> str:
-    """`text` cut from the left to `width` cells (`…` where it was cut), so a path's end shows."""
-    if width <= 0 or len(text) <= width:
-        return text
-    if width == 1:
-        return "…"
-    return "…" + text[len(text) - width + 1 :]
 
 
 class FolderLabel(Static):
