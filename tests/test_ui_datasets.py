@@ -90,6 +90,26 @@ async def test_error_list_jumps_to_the_bad_row(demo_ws, tmp_path):
         assert screen.focused is table
 
 
+async def test_the_tabs_count_the_errors_and_a_click_on_one_shows_it(demo_ws, tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text(json.dumps({"prompt": "a", "completion": " b"}) + '\n{"prompt": "cut off\n')
+    app = TuiFtApp(demo_ws, open_path=str(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen.report is not None)
+        tabs = screen.query_one("#ds-tabs", PaneTabs)
+        line = str(tabs.render().renderables[0])
+        assert line.split() == ["Rows", "Row", "Tokens", "Errors", "(1)"]
+        start, end = tabs.spans()["tab-errors"]
+        assert line[start:end] == " Errors (1) "
+        await pilot.click(PaneTabs, offset=(start + 2, 0))
+        await until(pilot, lambda: screen.query_one("#ds-panes").current == "tab-errors")
+        assert tabs.active == "tab-errors"
+        await pilot.click(PaneTabs, offset=(1, 0))  # Rows
+        await until(pilot, lambda: tabs.active == "tab-rows")
+        assert screen.query_one("#tab-rows").display and not screen.query_one("#tab-errors").display
+
+
 async def test_token_view_highlights_the_tokens_that_train(demo_ws):
     app = TuiFtApp(demo_ws, open_path="chat.jsonl")
     async with app.run_test(size=(80, 24)) as pilot:
