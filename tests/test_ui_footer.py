@@ -136,3 +136,16 @@ async def test_clicking_a_key_in_the_footer_presses_it_and_hovering_tells_its_to
         assert all(key.tooltip for key in grouped)  # a group's keys tell what each does when hovered
         await pilot.hover(KeysFooter, offset=(grouped[0].start, 0))
         assert footer.tooltip == grouped[0].tooltip
+
+
+async def test_the_footer_follows_the_keys_while_the_terminal_is_not_focused(ws):
+    """A change while the user looks at another pane (a run ends, a field takes the keyboard) is drawn
+    then, not at the next change after the terminal is focused again (Textual's footer waits)."""
+    app = FooterApp(ws)
+    async with app.run_test(size=(WIDTH, 24)) as pilot:
+        await until(pilot, lambda: any(k.description == "Open" for k in shown_keys(app)))
+        app.app_focus = False
+        await pilot.pause()
+        app.screen.set_focus(app.screen.query_one("#ds-path"))
+        await until(pilot, lambda: any(k.description == "Leave field" for k in shown_keys(app)))
+        assert not app.app_focus

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from rich.console import Group
 from rich.style import Style
 from rich.text import Text
@@ -81,7 +82,7 @@ class PaneTabs(Widget, can_focus=False):
         """Each tab's columns, its padding included (start, end not included)."""
         spans, x = {}, 0
         for tab, label in self.labels.items():
-            width = Text(label).cell_len + 2
+            width = cell_len(label) + 2
             spans[tab] = (x, x + width)
             x += width
         return spans

@@ -17,6 +17,7 @@ from textual.style import Style as VisualStyle
 from textual.widget import Widget
 
 if TYPE_CHECKING:
+    from textual.binding import Binding
     from textual.screen import Screen
 
     from tui_ft.monitor.system import GpuStatus
@@ -225,18 +226,16 @@ class KeysFooter(Widget, can_focus=False):
         """What the screen's bindings show: ("key", FooterKey) and ("group", label, keys) in order, then
         the command palette's key (or None). One key per action, as Textual's footer."""
         app, bindings = self.app, self.screen.active_bindings
+
+        def footer_key(binding: Binding, enabled: bool, tooltip: str) -> FooterKey:
+            display = app.get_key_display(binding)
+            return FooterKey(binding.key, display, binding.description, binding.action, enabled, tooltip)
+
         by_action: dict[str, FooterKey] = {}
         groups: dict[str, object] = {}
         for _, binding, enabled, tooltip in bindings.values():
             if binding.show and binding.action not in by_action:
-                by_action[binding.action] = FooterKey(
-                    binding.key,
-                    app.get_key_display(binding),
-                    binding.description,
-                    binding.action,
-                    enabled,
-                    tooltip,
-                )
+                by_action[binding.action] = footer_key(binding, enabled, tooltip)
                 groups[binding.action] = binding.group
         items: list[tuple] = []
         for group, actions in groupby(by_action, lambda action: groups[action]):
@@ -251,20 +250,15 @@ class KeysFooter(Widget, can_focus=False):
         palette = None
         entry = bindings.get(app.COMMAND_PALETTE_BINDING)
         if app.ENABLE_COMMAND_PALETTE and entry is not None:
-            _, binding, enabled, tooltip = entry
-            palette = FooterKey(
-                binding.key,
-                app.get_key_display(binding),
-                binding.description,
-                binding.action,
-                enabled,
-                binding.tooltip or binding.description,
-            )
+            _, binding, enabled, _ = entry
+            palette = footer_key(binding, enabled, binding.tooltip or binding.description)
         return tuple(items), palette
 
     def _bindings_changed(self, screen: Screen) -> None:
-        # compared once the change has settled: what is shown can change between now and then
-        if screen.app.app_focus and self.is_attached and screen is self.screen:
+        # compared once the change has settled: what is shown can change between now and then. (Also
+        # while the terminal is not focused, unlike Textual's footer: a run that ends meanwhile must not
+        # leave its stop key shown until the next change.)
+        if self.is_attached and screen is self.screen:
             self.call_after_refresh(self._draw_if_changed)
 
     def _draw_if_changed(self) -> None:
@@ -287,11 +281,12 @@ class KeysFooter(Widget, can_focus=False):
 
         def add_key(key: FooterKey, text: str) -> None:
             start = line.cell_len
-            hovered = self._hover == len(keys)
-            dim = Style(dim=True) if not key.enabled else Style()
-            line.append(key.display, key_style + dim + (hover_style if hovered else Style()))
+            state = (Style() if key.enabled else Style(dim=True)) + (
+                hover_style if self._hover == len(keys) else Style()
+            )
+            line.append(key.display, key_style + state)
             if text:
-                line.append(text, description_style + dim + (hover_style if hovered else Style()))
+                line.append(text, description_style + state)
             keys.append(key._replace(start=start, end=line.cell_len))
 
         def needs(item: tuple) -> int:
