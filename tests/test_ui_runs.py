@@ -550,7 +550,8 @@ async def test_real_demo_run_completes_and_a_long_one_stops(demo_ws, cli_env, tm
             )
             await pilot.press("s")
             await until(pilot, lambda: screen.snapshot.status.state == "stopped", timeout=120)
-            assert any("stopped" in n.message for n in notifications(app))
+            # the dashboard's alert is a message of its own, handled after the state it tells is shown
+            await until(pilot, lambda: any("stopped" in n.message for n in notifications(app)))
             # resume from the dashboard: it continues after the stop's checkpoint, then stop it again
             stopped_at = screen.snapshot.status.step
             await pilot.press("r")
